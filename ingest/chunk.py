@@ -1,0 +1,152 @@
+"""Sentence-aware chunking sized to the embedder's window, with exact spans.
+
+The naive llama-index pipeline lets the embedder silently truncate chunks longer
+than its window (e5 reads 512 tokens); here every chunk's embedded text
+(prefix + title + date + chunk) is counted with the embedder's own tokenizer
+and kept under the window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+
+from rag.types import Article, Chunk
+
+# Words after which a period does not end a sentence (de/en/fr/es/it/nl).
+ABBREVIATIONS = {
+    "dr", "prof", "nr", "no", "bzw", "ca", "vgl", "usw", "etc", "z", "b", "d", "h", "u", "s", "mr", "mrs", "ms",
+    "st", "jr", "sr", "vs", "gen", "col", "lt", "sgt", "rep", "sen", "gov", "inc", "ltd", "co", "corp", "jan",
+    "feb", "febr", "mär", "apr", "jun", "jul", "aug", "sep", "sept", "okt", "oct", "nov", "dez", "dec", "abs",
+    "art", "bd", "hrsg", "mio", "mrd", "tel", "str", "min", "max", "ggf", "evtl", "inkl", "zzgl", "mme", "mlle",
+    "sig", "sra", "sr", "ing", "dipl", "fig", "al", "approx", "dept", "est", "u.s", "e.g", "i.e", "a.m", "p.m",
+}
+SENTENCE_END = re.compile(r"[.!?…]+[\"'”“»«)\]]*(?=\s+)|\n+")
+
+
+def split_sentences(text: str, offset: int = 0) -> list[tuple[int, int]]:
+    """Spans (start, end) of sentences in `text`, shifted by `offset`; newlines always split."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for m in SENTENCE_END.finditer(text):
+        end = m.end()
+        if m.group(0)[0] != "\n":
+            before = text[start : m.start()].rsplit(None, 1)
+            word = before[-1].lower().strip("(\"'„“") if before else ""
+            nxt = text[end : end + 3].lstrip()
+            # "16. Januar", "z. B.", "Dr. Meier", "U.S. officials": not an end.
+            if (word.isdigit() and len(word) <= 2) or word in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+                continue
+            if nxt[:1].islower():
+                continue
+        _add_span(text, start, end, offset, spans)
+        start = end
+    _add_span(text, start, len(text), offset, spans)
+    return spans
+
+
+def _add_span(text: str, start: int, end: int, offset: int, spans: list[tuple[int, int]]) -> None:
+    seg = text[start:end]
+    stripped = seg.strip()
+    if not stripped:
+        return
+    lead = len(seg) - len(seg.lstrip())
+    s = start + lead
+    spans.append((s + offset, s + len(stripped) + offset))
+
+
+def chunk_header(article: Article) -> str:
+    parts = [article.title.strip()[:300]]
+    if article.date:
+        parts.append(article.date[:10])
+    return "\n".join(p for p in parts if p)
+
+
+def chunk_id(doc_id: str, content_hash: str, index: int) -> str:
+    doc_key = hashlib.sha1(doc_id.encode("utf-8")).hexdigest()[:16]
+    return f"{doc_key}-{content_hash[:10]}-{index:04d}"
+
+
+def chunk_article(
+    article: Article,
+    count_tokens: Callable[[list[str]], list[int]],
+    max_tokens: int = 512,
+    target_tokens: int = 220,
+    overlap_sentences: int = 1,
+    prefix: str = "passage: ",
+) -> list[Chunk]:
+    """Cut an article into chunks of whole sentences; `text` is exactly article.text[start:end]."""
+    text = article.text
+    spans = split_sentences(text)
+    if not spans:
+        return []
+    header = chunk_header(article)
+    header_tokens = count_tokens([prefix + header])[0] if header else count_tokens([prefix])[0]
+    window = max_tokens - header_tokens - 4  # room for the newline and safety
+    target = max(16, min(target_tokens, window))
+    # Sentences longer than the window are cut at word boundaries first.
+    spans = _fit_long(text, spans, count_tokens, window)
+    sizes = [max(1, n - 2) for n in count_tokens([text[s:e] for s, e in spans])]
+
+    groups: list[tuple[int, int]] = []  # sentence index ranges [i, j)
+    i = 0
+    while i < len(spans):
+        j, total = i, 0
+        while j < len(spans) and (j == i or total + sizes[j] <= target):
+            total += sizes[j]
+            j += 1
+        groups.append((i, j))
+        if j >= len(spans):
+            break
+        i = max(i + 1, j - overlap_sentences)
+    chunks: list[Chunk] = []
+    for index, (i, j) in enumerate(groups):
+        start, end = spans[i][0], spans[j - 1][1]
+        body = text[start:end]
+        chunks.append(Chunk(
+            chunk_id=chunk_id(article.doc_id, article.content_hash, index),
+            doc_id=article.doc_id, index=index, text=body, start=start, end=end,
+            embed_text=f"{header}\n{body}" if header else body,
+        ))
+    # Proof, not hope: nothing the embedder reads may exceed its window.
+    counts = count_tokens([prefix + c.embed_text for c in chunks])
+    for chunk, n in zip(chunks, counts, strict=True):
+        if n > max_tokens:
+            raise ValueError(f"chunk {chunk.chunk_id} has {n} tokens > window {max_tokens}")
+    return chunks
+
+
+def _fit_long(text: str, spans: list[tuple[int, int]], count_tokens: Callable[[list[str]], list[int]],
+              window: int) -> list[tuple[int, int]]:
+    counts = count_tokens([text[s:e] for s, e in spans])
+    out: list[tuple[int, int]] = []
+    for (s, e), n in zip(spans, counts, strict=True):
+        if n <= window:
+            out.append((s, e))
+            continue
+        # split into pieces of about window*0.8 tokens at whitespace
+        pieces = max(2, int(n / (window * 0.8)) + 1)
+        step = (e - s) / pieces
+        cut = s
+        for p in range(1, pieces + 1):
+            target = e if p == pieces else int(s + p * step)
+            if target < e:
+                ws = text.rfind(" ", cut + 1, target)
+                target = ws if ws > cut else target
+            if target > cut:
+                seg = text[cut:target]
+                lead = len(seg) - len(seg.lstrip())
+                if seg.strip():
+                    out.append((cut + lead, cut + lead + len(seg.strip())))
+            cut = target
+        # pieces may still be too long for texts without spaces (CJK): recurse on counts
+    recount = count_tokens([text[s:e] for s, e in out])
+    final: list[tuple[int, int]] = []
+    for (s, e), n in zip(out, recount, strict=True):
+        if n <= window or e - s < 8:
+            final.append((s, e))
+        else:
+            mid = (s + e) // 2
+            final.extend(_fit_long(text, [(s, mid), (mid, e)], count_tokens, window))
+    return final

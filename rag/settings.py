@@ -1,0 +1,104 @@
+"""The one settings object. Read from the environment and `.env`, prefix `RAG_`.
+
+Nothing else in newsrag reads `os.environ`; everything asks `get_settings()`.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBEDDER = "multilingual-e5-small"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # where things live
+    data_dir: Path = Field(Path("data"), description="Index, keyword cache and uploads.")
+    model_dir: Path = Field(
+        Path.home() / ".cache" / "newsrag" / "models",
+        description="Provisioned models (converted embedder, GGUF files).",
+    )
+    collection: str = Field("news", description="Default collection (one corpus each).")
+
+    # embedder
+    embed_model: str = Field(
+        DEFAULT_EMBEDDER,
+        description="'multilingual-e5-small' (provisioned offline) or any sentence-transformers id/path.",
+    )
+    embed_batch_size: int = Field(32, description="Chunks embedded per batch.")
+
+    # LLM
+    llm_provider: Literal["local", "openai", "extractive"] = Field(
+        "local", description="local (llama.cpp), openai (any compatible server) or extractive."
+    )
+    llm_model: Literal["qwen2.5-1.5b", "qwen2.5-0.5b"] = Field(
+        "qwen2.5-1.5b", description="Packaged local model to use when no path is given."
+    )
+    llm_model_path: Path | None = Field(None, description="Any GGUF file instead of the packaged one.")
+    llm_threads: int = Field(os.cpu_count() or 2, description="llama.cpp threads.")
+    llm_context: int = Field(2048, description="Context window of the local model (tokens).")
+    llm_max_tokens: int = Field(320, description="Longest answer (tokens).")
+    llm_temperature: float = Field(0.1, description="Sampling temperature.")
+    llm_timeout: float = Field(120.0, description="Seconds before the LLM counts as hung.")
+
+    # OpenAI-compatible server
+    openai_base_url: str = Field("http://127.0.0.1:8080/v1", description="Base URL of the server.")
+    openai_api_key: SecretStr = Field(SecretStr("not-needed"), description="API key (never printed).")
+    openai_model: str = Field("local-model", description="Model name the server knows.")
+
+    # Chroma
+    chroma_path: Path | None = Field(None, description="Embedded store folder (default DATA_DIR/chroma).")
+    chroma_host: str | None = Field(None, description="Chroma server host; set to use server mode.")
+    chroma_port: int = Field(8000, description="Chroma server port.")
+    chroma_ssl: bool = Field(False, description="Use https for the Chroma server.")
+    chroma_token: SecretStr | None = Field(None, description="Chroma token auth (never printed).")
+
+    # ingestion
+    chunk_tokens: int = Field(220, description="Chunk size in embedder tokens (max 500 for e5).")
+    chunk_overlap: int = Field(1, description="Sentences shared by neighbouring chunks.")
+    max_file_mb: float = Field(25.0, description="Files larger than this are refused.")
+
+    # retrieval and answering
+    retrieval_k: int = Field(5, description="Sources given to the answer.")
+    candidates: int = Field(40, description="Candidates per retriever before fusion.")
+    min_relevance: float = Field(0.80, description="Dense cosine below which nothing counts as relevant.")
+    evidence_sentences: int = Field(8, description="Sentences put into the prompt.")
+    verify_threshold: float = Field(0.88, description="Support score a cited sentence needs.")
+    unsupported: Literal["flag", "remove"] = Field("flag", description="Unsupported sentences: flag or remove.")
+    history_turns: int = Field(3, description="Earlier turns used for follow-ups.")
+
+    # HTTP API
+    api_token: SecretStr | None = Field(None, description="Bearer token for `rag serve` (needed off 127.0.0.1).")
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.chroma_path or (self.data_dir / "chroma")
+
+    def public_dict(self) -> dict[str, object]:
+        """Settings safe to show: secrets masked."""
+        shown: dict[str, object] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "***" if value.get_secret_value() else ""
+            shown[name] = str(value) if isinstance(value, Path) else value
+        return shown
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the UI change them)."""
+    get_settings.cache_clear()

@@ -1,0 +1,290 @@
+"""Chroma, embedded (PersistentClient) or a server (HttpClient), and the collections newsrag keeps there.
+
+Each corpus is two Chroma collections:
+- `NAME`: one record per chunk (embedding, chunk text, article metadata, span);
+- `NAME__articles`: the ingest manifest, one record per article (hash, chunk count,
+  metadata, MinHash signature). It is written *after* an article's chunks, so a crash
+  in between leaves the article looking unfinished and the next run redoes it.
+Keeping the manifest in Chroma (not in a local file) lets several processes share a server.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from rag.errors import NewsragError, StoreUnavailableError
+from rag.settings import Settings, get_settings
+
+ARTICLES_SUFFIX = "__articles"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,60}[A-Za-z0-9]$")
+PAGE = 2000
+
+_clients: dict[tuple, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name or "") or ARTICLES_SUFFIX in name or ".." in name:
+        raise NewsragError(
+            f"invalid collection name {name!r}: use 3-62 letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+def clean_metadata(meta: dict[str, Any]) -> dict[str, str | int | float | bool]:
+    """Chroma takes str/int/float/bool only (no None, lists or dicts)."""
+    out: dict[str, str | int | float | bool] = {}
+    for key, value in meta.items():
+        if value is None:
+            continue
+        if isinstance(value, (str, bool, int, float)):
+            out[key] = value
+        elif isinstance(value, (list, tuple, set)):
+            out[key] = " | ".join(str(v) for v in value)
+        else:
+            out[key] = str(value)
+    return out
+
+
+def _wrap(exc: Exception, settings: Settings) -> StoreUnavailableError:
+    where = (
+        f"the Chroma server at {settings.chroma_host}:{settings.chroma_port}"
+        if settings.chroma_host
+        else f"the embedded Chroma store at {settings.chroma_dir}"
+    )
+    return StoreUnavailableError(f"{where} is unavailable ({type(exc).__name__}: {exc}). "
+                                 + ("Is `chroma run` up?" if settings.chroma_host else ""))
+
+
+def get_client(settings: Settings | None = None):
+    settings = settings or get_settings()
+    key = (settings.chroma_host, settings.chroma_port, str(settings.chroma_dir))
+    with _clients_lock:
+        if key in _clients:
+            return _clients[key]
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        try:
+            if settings.chroma_host:
+                chroma_settings = ChromaSettings(anonymized_telemetry=False)
+                headers = {}
+                if settings.chroma_token is not None:
+                    token = settings.chroma_token.get_secret_value()
+                    headers = {"Authorization": f"Bearer {token}"}
+                client = chromadb.HttpClient(
+                    host=settings.chroma_host, port=settings.chroma_port, ssl=settings.chroma_ssl,
+                    headers=headers, settings=chroma_settings,
+                )
+                client.heartbeat()
+            else:
+                settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+                client = chromadb.PersistentClient(
+                    path=str(settings.chroma_dir), settings=ChromaSettings(anonymized_telemetry=False)
+                )
+        except Exception as exc:
+            raise _wrap(exc, settings) from exc
+        _clients[key] = client
+        return client
+
+
+def forget_clients() -> None:
+    with _clients_lock:
+        _clients.clear()
+
+
+class Store:
+    """Typed access to the chunk and article collections of one Chroma."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.client = get_client(self.settings)
+
+    # ----------------------------------------------------------- collections
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (NewsragError, ValueError, KeyError, TypeError):
+            raise
+        except Exception as exc:  # connection refused, server gone, ...
+            if "does not exist" in str(exc) or "NotFound" in type(exc).__name__:
+                raise
+            raise _wrap(exc, self.settings) from exc
+
+    def chunks(self, name: str, create: bool = True):
+        check_name(name)
+        if create:
+            return self._call(self.client.get_or_create_collection, name,
+                              metadata={"hnsw:space": "cosine"}, embedding_function=None)
+        return self._call(self.client.get_collection, name, embedding_function=None)
+
+    def articles(self, name: str, create: bool = True):
+        check_name(name)
+        if create:
+            return self._call(self.client.get_or_create_collection, name + ARTICLES_SUFFIX, embedding_function=None)
+        return self._call(self.client.get_collection, name + ARTICLES_SUFFIX, embedding_function=None)
+
+    def exists(self, name: str) -> bool:
+        return name in self.collection_names()
+
+    def collection_names(self) -> list[str]:
+        cols = self._call(self.client.list_collections)
+        names = [getattr(c, "name", c) for c in cols]
+        return sorted(n for n in names if not n.endswith(ARTICLES_SUFFIX))
+
+    def delete_collection(self, name: str) -> None:
+        check_name(name)
+        names = self.collection_names()
+        if name not in names:
+            raise NewsragError(f"no collection named {name!r} (have: {', '.join(names) or 'none'})")
+        for full in (name, name + ARTICLES_SUFFIX):
+            try:
+                self._call(self.client.delete_collection, full)
+            except Exception as exc:
+                if "does not exist" not in str(exc):
+                    raise
+
+    def article_count(self, name: str) -> int:
+        if not self.exists(name):
+            return 0
+        return int(self._call(self.articles(name).count))
+
+    def chunk_count(self, name: str) -> int:
+        if not self.exists(name):
+            return 0
+        return int(self._call(self.chunks(name).count))
+
+    def revision(self, name: str) -> str:
+        """Changes whenever an ingest changed the collection (keyword caches key on it)."""
+        if not self.exists(name):
+            return ""
+        meta = self.articles(name).metadata or {}
+        return str(meta.get("revision", ""))
+
+    def bump_revision(self, name: str) -> str:
+        rev = uuid.uuid4().hex
+        self._call(self.articles(name).modify, metadata={"revision": rev})
+        return rev
+
+    # --------------------------------------------------------------- manifest
+    def manifest(self, name: str) -> dict[str, dict[str, Any]]:
+        """doc_id -> article record metadata."""
+        if not self.exists(name):
+            return {}
+        col = self.articles(name)
+        out: dict[str, dict[str, Any]] = {}
+        offset = 0
+        while True:
+            got = self._call(col.get, include=["metadatas"], limit=PAGE, offset=offset)
+            ids = got["ids"]
+            for doc_id, meta in zip(ids, got["metadatas"] or [], strict=False):
+                out[doc_id] = dict(meta or {})
+            if len(ids) < PAGE:
+                return out
+            offset += PAGE
+
+    def put_articles(self, name: str, records: dict[str, dict[str, Any]]) -> None:
+        if not records:
+            return
+        col = self.articles(name)
+        ids = list(records)
+        batch = max(1, min(self.client.get_max_batch_size(), 4000))
+        for i in range(0, len(ids), batch):
+            part = ids[i : i + batch]
+            self._call(col.upsert, ids=part, embeddings=[[1.0]] * len(part),
+                       metadatas=[clean_metadata(records[d]) for d in part])
+
+    def delete_articles(self, name: str, doc_ids: list[str]) -> None:
+        if doc_ids:
+            self._call(self.articles(name).delete, ids=doc_ids)
+
+    # ----------------------------------------------------------------- chunks
+    def upsert_chunks(self, name: str, ids: list[str], embeddings: Any, documents: list[str],
+                      metadatas: list[dict[str, Any]]) -> None:
+        col = self.chunks(name)
+        batch = max(1, min(self.client.get_max_batch_size(), 4000))
+        for i in range(0, len(ids), batch):
+            self._call(col.upsert, ids=ids[i : i + batch], embeddings=embeddings[i : i + batch],
+                       documents=documents[i : i + batch],
+                       metadatas=[clean_metadata(m) for m in metadatas[i : i + batch]])
+
+    def chunk_ids_of(self, name: str, doc_ids: list[str]) -> dict[str, list[str]]:
+        """doc_id -> its chunk ids currently stored."""
+        out: dict[str, list[str]] = {d: [] for d in doc_ids}
+        col = self.chunks(name)
+        for i in range(0, len(doc_ids), 200):
+            part = doc_ids[i : i + 200]
+            got = self._call(col.get, where={"doc_id": {"$in": part}}, include=["metadatas"])
+            for cid, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
+                out.setdefault(str((meta or {}).get("doc_id")), []).append(cid)
+        return out
+
+    def delete_chunks(self, name: str, ids: list[str]) -> None:
+        col = self.chunks(name)
+        for i in range(0, len(ids), 4000):
+            self._call(col.delete, ids=ids[i : i + 4000])
+
+    def get_chunks(self, name: str, ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        if not ids:
+            return {}
+        got = self._call(self.chunks(name).get, ids=ids, include=["documents", "metadatas"])
+        return {cid: (doc or "", dict(meta or {})) for cid, doc, meta in
+                zip(got["ids"], got["documents"] or [], got["metadatas"] or [], strict=False)}
+
+    def iter_chunks(self, name: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        col = self.chunks(name)
+        offset = 0
+        while True:
+            got = self._call(col.get, include=["documents", "metadatas"], limit=PAGE, offset=offset)
+            for cid, doc, meta in zip(got["ids"], got["documents"] or [], got["metadatas"] or [], strict=False):
+                yield cid, doc or "", dict(meta or {})
+            if len(got["ids"]) < PAGE:
+                return
+            offset += PAGE
+
+    def query(self, name: str, embedding: list[float], n: int, where: dict | None) -> list[tuple[str, str, dict, float]]:
+        col = self.chunks(name)
+        total = col.count()
+        if total == 0:
+            return []
+        got = self._call(col.query, query_embeddings=[embedding], n_results=min(n, total), where=where or None,
+                         include=["documents", "metadatas", "distances"])
+        return [
+            (cid, doc or "", dict(meta or {}), 1.0 - float(dist))
+            for cid, doc, meta, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0],
+                                            got["distances"][0], strict=False)
+        ]
+
+    # ------------------------------------------------------------------ stats
+    def collections(self) -> list[dict[str, Any]]:
+        rows = []
+        for name in self.collection_names():
+            manifest = self.manifest(name)
+            live = [m for m in manifest.values() if not m.get("duplicate_of")]
+            dates = sorted(str(m["date"])[:10] for m in live if m.get("date"))
+            langs: dict[str, int] = {}
+            for m in live:
+                if m.get("lang"):
+                    langs[str(m["lang"])] = langs.get(str(m["lang"]), 0) + 1
+            sources: dict[str, int] = {}
+            for m in live:
+                if m.get("source"):
+                    sources[str(m["source"])] = sources.get(str(m["source"]), 0) + 1
+            ingested = max((str(m.get("ingested_at", "")) for m in manifest.values()), default="")
+            rows.append({
+                "name": name,
+                "articles": len(manifest),
+                "chunks": self.chunk_count(name),
+                "languages": sorted(langs, key=lambda k: -langs[k]),
+                "language_counts": langs,
+                "sources": sorted(sources, key=lambda k: -sources[k]),
+                "date_min": dates[0] if dates else None,
+                "date_max": dates[-1] if dates else None,
+                "last_ingest": ingested or None,
+            })
+        return rows
