@@ -20,7 +20,7 @@ ABBREVIATIONS = {
     "st", "jr", "sr", "vs", "gen", "col", "lt", "sgt", "rep", "sen", "gov", "inc", "ltd", "co", "corp", "jan",
     "feb", "febr", "mär", "apr", "jun", "jul", "aug", "sep", "sept", "okt", "oct", "nov", "dez", "dec", "abs",
     "art", "bd", "hrsg", "mio", "mrd", "tel", "str", "min", "max", "ggf", "evtl", "inkl", "zzgl", "mme", "mlle",
-    "sig", "sra", "sr", "ing", "dipl", "fig", "al", "approx", "dept", "est", "u.s", "e.g", "i.e", "a.m", "p.m",
+    "sig", "sra", "ing", "dipl", "fig", "al", "approx", "dept", "est", "u.s", "e.g", "i.e", "a.m", "p.m",
 }
 SENTENCE_END = re.compile(r"[.!?…]+[\"'”“»«)\]]*(?=\s+)|\n+")
 

@@ -96,12 +96,12 @@ def _detector(short: bool):  # -> lingua.LanguageDetector
 # Function words settle the language of short questions, where lingua alone
 # mistakes "When did Lavrov meet Choe Son-hui?" for Dutch (names dominate).
 FUNCTION_WORDS = {
-    "en": set("the a an is are was were did does do what when where who whom why how which of to in on and or with about from will would can could has have had there this that".split()),
-    "de": set("der die das den dem des ist sind war waren wird wurde was wann wo wer wie warum welche welcher welches und oder mit über von zu im am ein eine einen nicht hat haben hatte gibt es sich auch".split()),
-    "fr": set("le la les un une des est sont était quand où qui quoi pourquoi comment quel quelle du de et ou avec sur dans pour a ont".split()),
-    "es": set("el la los las un una es son fue cuándo dónde quién qué por cómo cuál del y o con sobre en para ha han".split()),
-    "it": set("il lo la gli le un una è sono era quando dove chi cosa perché come quale del della e o con su per ha hanno".split()),
-    "nl": set("de het een is zijn was waren wanneer waar wie wat waarom hoe welke van en of met over op voor heeft hebben".split()),
+    "en": set(["the", "a", "an", "is", "are", "was", "were", "did", "does", "do", "what", "when", "where", "who", "whom", "why", "how", "which", "of", "to", "in", "on", "and", "or", "with", "about", "from", "will", "would", "can", "could", "has", "have", "had", "there", "this", "that"]),
+    "de": set(["der", "die", "das", "den", "dem", "des", "ist", "sind", "war", "waren", "wird", "wurde", "was", "wann", "wo", "wer", "wie", "warum", "welche", "welcher", "welches", "und", "oder", "mit", "über", "von", "zu", "im", "am", "ein", "eine", "einen", "nicht", "hat", "haben", "hatte", "gibt", "es", "sich", "auch"]),
+    "fr": set(["le", "la", "les", "un", "une", "des", "est", "sont", "était", "quand", "où", "qui", "quoi", "pourquoi", "comment", "quel", "quelle", "du", "de", "et", "ou", "avec", "sur", "dans", "pour", "a", "ont"]),
+    "es": set(["el", "la", "los", "las", "un", "una", "es", "son", "fue", "cuándo", "dónde", "quién", "qué", "por", "cómo", "cuál", "del", "y", "o", "con", "sobre", "en", "para", "ha", "han"]),
+    "it": set(["il", "lo", "la", "gli", "le", "un", "una", "è", "sono", "era", "quando", "dove", "chi", "cosa", "perché", "come", "quale", "del", "della", "e", "o", "con", "su", "per", "ha", "hanno"]),
+    "nl": set(["de", "het", "een", "is", "zijn", "was", "waren", "wanneer", "waar", "wie", "wat", "waarom", "hoe", "welke", "van", "en", "of", "met", "over", "op", "voor", "heeft", "hebben"]),
 }
 
 

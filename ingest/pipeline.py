@@ -18,7 +18,7 @@ import re
 import time
 import zipfile
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -69,6 +69,13 @@ def to_article(raw: RawArticle) -> Article:
     return article
 
 
+def raw_hash(raw: RawArticle) -> str:
+    """Hash of what the loader read: equal hashes mean cleaning would give the same article."""
+    payload = json.dumps([raw.doc_id, raw.text, raw.title, raw.date, raw.url, raw.source, raw.author, raw.lang,
+                          raw.title_from_text, sorted(raw.extra.items())], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
 def content_hash(article: Article) -> str:
     payload = json.dumps([article.title, article.text, article.date, article.source, article.url, article.lang,
                           article.author], ensure_ascii=False)
@@ -113,7 +120,7 @@ def ingest(
 ) -> IngestReport:
     """Ingest files/folders into a collection; returns what was added/updated/unchanged/deleted/failed."""
     from rag.models import load_embedder
-    from rag.store import Store, check_name
+    from rag.store import check_name
 
     settings = settings or get_settings()
     name = check_name(collection or settings.collection)
@@ -125,8 +132,17 @@ def ingest(
         report.failed.append(FailedFile(path=m, error="no such file or directory"))
     roots = [p for p in roots if p.exists()]
 
-    # 1. load and clean (no model needed yet)
+    from rag.store import Store
+
+    store = Store(settings)
+    if rebuild and store.exists(name):
+        with collection_lock(settings, name):
+            store.delete_collection(name)
+    early_manifest = store.manifest(name)
+
+    # 1. load and clean (no model needed yet); unchanged records skip cleaning entirely
     articles: list[Article] = []
+    unchanged_early: list[str] = []
     failed_files: set[str] = set()
     seen_ids: set[str] = set()
     max_bytes = int(settings.max_file_mb * 1e6)
@@ -150,8 +166,15 @@ def ingest(
         if loaded.errors:
             failed_files.add(str(file.resolve()))
         for raw in loaded.articles:
+            rh = raw_hash(raw)
+            old = early_manifest.get(raw.doc_id)
+            if old and old.get("raw_hash") == rh and old.get("complete") and raw.doc_id not in seen_ids:
+                seen_ids.add(raw.doc_id)
+                unchanged_early.append(raw.doc_id)
+                continue
             try:
                 article = to_article(raw)
+                article.extra["__raw_hash"] = rh
             except IngestError as exc:
                 report.failed.append(FailedFile(path=exc.path, error=exc.reason))
                 continue
@@ -165,11 +188,11 @@ def ingest(
             article.path = str(file.resolve())
             articles.append(article)
 
-    store = Store(settings)
     with collection_lock(settings, name):
-        if rebuild and store.exists(name):
-            store.delete_collection(name)
         manifest = store.manifest(name)
+        report.unchanged.extend(d for d in unchanged_early if manifest.get(d, {}).get("raw_hash"))
+        done_early = set(report.unchanged)
+        articles = [a for a in articles if a.doc_id not in done_early]
         grouper = StoryGrouper()
         by_text: dict[str, str] = {}
         for doc_id, rec in sorted(manifest.items()):
@@ -181,7 +204,7 @@ def ingest(
 
         todo: list[Article] = []
         duplicates: dict[str, dict[str, object]] = {}
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         for article in articles:
             old = manifest.get(article.doc_id)
             if old and old.get("content_hash") == article.content_hash and old.get("complete"):
@@ -195,6 +218,7 @@ def ingest(
                     "title": article.title, "source": article.source, "url": article.url, "date": article.date,
                     "lang": article.lang, "path": article.path, "content_hash": article.content_hash,
                     "duplicate_of": first, "text_hash": th, "complete": True, "n_chunks": 0, "ingested_at": now,
+                    "raw_hash": article.extra.get("__raw_hash", ""),
                 }
                 (report.updated if old else report.added).append(article.doc_id)
                 continue
@@ -263,7 +287,8 @@ def _write(store, name: str, todo: list[Article], grouper: StoryGrouper, embedde
                 "path": article.path, "content_hash": article.content_hash, "text_hash": text_hash(article.text),
                 "group_id": article.group_id, "minhash": signature, "n_chunks": len(chunks),
                 "chars": len(article.text), "ingested_at": now, "complete": True,
-                **{f"x_{k}": v for k, v in list(article.extra.items())[:8]},
+                "raw_hash": article.extra.get("__raw_hash", ""),
+                **{f"x_{k}": v for k, v in list(article.extra.items())[:8] if not k.startswith("__")},
             }
         vectors = embedder.embed_passages(texts, batch_size=settings.embed_batch_size)
         store.upsert_chunks(name, ids, vectors.tolist(), docs, metas)

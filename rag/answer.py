@@ -28,11 +28,7 @@ from rag.types import Answer, Citation, Passage
 MARKER = re.compile(r"\s*\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 WORD = re.compile(r"\w+", re.UNICODE)
 NUMBER = re.compile(r"\d+")
-FOLLOW_UP_WORDS = set("""
-das dies diese dieser dieses es er sie ihn ihm ihr ihre dort damals dabei davon darüber dafür wann wo warum wie
-that this these those it its they them their he him his she her there then when why how which what also too
-cela ça il elle ils elles alors ese esa eso ellos entonces
-""".split())
+FOLLOW_UP_WORDS = set(["das", "dies", "diese", "dieser", "dieses", "es", "er", "sie", "ihn", "ihm", "ihr", "ihre", "dort", "damals", "dabei", "davon", "darüber", "dafür", "wann", "wo", "warum", "wie", "that", "this", "these", "those", "it", "its", "they", "them", "their", "he", "him", "his", "she", "her", "there", "then", "when", "why", "how", "which", "what", "also", "too", "cela", "ça", "il", "elle", "ils", "elles", "alors", "ese", "esa", "eso", "ellos", "entonces"])
 
 
 # ------------------------------------------------------------------ history

@@ -86,7 +86,8 @@ def models_fetch(llm: str) -> None:
 def ingest(paths: tuple[Path, ...], collection: str | None, rebuild: bool, sync: bool, demo: str | None,
            if_empty: bool, strict: bool, as_json: bool) -> None:
     """Ingest files or folders (txt, md, html, pdf, jsonl, json, csv)."""
-    from ingest.pipeline import demo_corpus, ingest as run_ingest
+    from ingest.pipeline import demo_corpus
+    from ingest.pipeline import ingest as run_ingest
     from rag.store import Store
 
     all_paths = list(paths)

@@ -28,14 +28,7 @@ STEMMER_LANGS = {
     "pt": "portuguese", "ru": "russian", "sv": "swedish", "da": "danish", "nb": "norwegian", "no": "norwegian",
     "fi": "finnish", "hu": "hungarian", "ro": "romanian", "tr": "turkish",
 }
-STOPWORDS = set("""
-a an and are as at be been but by for from has have he her his i in is it its of on or our she that the their them
-they this to was we were what when where which who why will with you your do does did not no how than then there
-der die das den dem des ein eine einer eines einem einen und oder aber ist sind war waren wird werden hat haben
-hatte ich du er sie es wir ihr mit von zu zur zum im in am an auf aus bei für um über unter nach vor wie was wer
-wo wann warum welche welcher welches nicht kein keine auch noch nur schon so sich dass als bis durch gegen ohne
-le la les un une des du de et ou est sont dans pour sur par avec qui que quoi el los las y en es por para con
-""".split())
+STOPWORDS = set(["a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "for", "from", "has", "have", "he", "her", "his", "i", "in", "is", "it", "its", "of", "on", "or", "our", "she", "that", "the", "their", "them", "they", "this", "to", "was", "we", "were", "what", "when", "where", "which", "who", "why", "will", "with", "you", "your", "do", "does", "did", "not", "no", "how", "than", "then", "there", "der", "die", "das", "den", "dem", "des", "ein", "eine", "einer", "eines", "einem", "einen", "und", "oder", "aber", "ist", "sind", "war", "waren", "wird", "werden", "hat", "haben", "hatte", "ich", "du", "er", "sie", "es", "wir", "ihr", "mit", "von", "zu", "zur", "zum", "im", "in", "am", "an", "auf", "aus", "bei", "für", "um", "über", "unter", "nach", "vor", "wie", "was", "wer", "wo", "wann", "warum", "welche", "welcher", "welches", "nicht", "kein", "keine", "auch", "noch", "nur", "schon", "so", "sich", "dass", "als", "bis", "durch", "gegen", "ohne", "le", "la", "les", "un", "une", "des", "du", "de", "et", "ou", "est", "sont", "dans", "pour", "sur", "par", "avec", "qui", "que", "quoi", "el", "los", "las", "y", "en", "es", "por", "para", "con"])
 
 
 @lru_cache(maxsize=32)

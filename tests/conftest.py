@@ -1,0 +1,79 @@
+"""Shared fixtures: real Chroma, the real packaged embedder, isolated data directories."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_DIR = ROOT.parent / "shared" / "corpus" / "seed"
+SEED_FILE = next(SEED_DIR.glob("*.txt"))
+SEED_ID = SEED_FILE.name
+SEED_TITLE = "Russland und Nordkorea verstärken ihre Beziehungen"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def use_settings(data_dir: Path, **env: str) -> None:
+    """Point newsrag at data_dir (and more RAG_* values) for the current process."""
+    from rag.settings import reset_settings
+    from rag.store import forget_clients
+
+    os.environ["RAG_DATA_DIR"] = str(data_dir)
+    for key, value in env.items():
+        os.environ[f"RAG_{key.upper()}"] = value
+    reset_settings()
+    forget_clients()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    saved = dict(os.environ)
+    use_settings(tmp_path / "data")
+    yield tmp_path / "data"
+    os.environ.clear()
+    os.environ.update(saved)
+    from rag.settings import reset_settings
+    from rag.store import forget_clients
+
+    reset_settings()
+    forget_clients()
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Seed article plus the 100-article demo corpus, ingested once into collection 'news'."""
+    from ingest.pipeline import demo_corpus, ingest
+
+    base = tmp_path_factory.mktemp("corpus")
+    saved = dict(os.environ)
+    use_settings(base / "data")
+    report = ingest([SEED_DIR, demo_corpus("small")], collection="news")
+    assert not report.failed, report.failed
+    assert len(report.added) == 101
+    os.environ.clear()
+    os.environ.update(saved)
+    return base / "data"
+
+
+@pytest.fixture
+def corpus(corpus_dir: Path) -> Iterator[Path]:
+    saved = dict(os.environ)
+    use_settings(corpus_dir)
+    yield corpus_dir
+    os.environ.clear()
+    os.environ.update(saved)
+    from rag.settings import reset_settings
+
+    reset_settings()
+
+
+@pytest.fixture
+def seed_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    shutil.copy(SEED_FILE, folder / SEED_FILE.name)
+    return folder

