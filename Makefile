@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 models: $(STAMP)
-	$(RAG) models fetch
+	$(RAG) models fetch --llm all
 
 chat: setup
 	$(RAG) ingest --demo small --if-empty

@@ -62,7 +62,7 @@ def condense_query(question: str, history: list[tuple[str, str]]) -> str:
     if not history:
         return question
     words = [w.lower() for w in WORD.findall(question)]
-    refers_back = any(w in FOLLOW_UP_WORDS for w in words[:4]) or len(words) <= 7
+    refers_back = len(words) <= 4 or (len(words) <= 12 and any(w in FOLLOW_UP_WORDS for w in words))
     if not refers_back:
         return question
     return f"{history[-1][0]} {question}"

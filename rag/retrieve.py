@@ -114,16 +114,27 @@ def hybrid_search(
     sparse = index.search(query, n, flt.mask(index), query_lang=query_lang)
     t3 = time.perf_counter()
 
-    fused: dict[str, float] = {}
+    # Reciprocal rank fusion, language-aware: BM25 is blind across languages (an English
+    # query shares no words with a German article), so for a chunk in another language
+    # than the question its keyword rank is imputed from its dense rank instead of
+    # counting as absent (or as the weak match shared names give). Measured in bench/retrieval.py against plain RRF.
+    dense_rank = {cid: rank for rank, (cid, _, _, _) in enumerate(dense)}
+    bm25_rank = {index.ids[i]: rank for rank, (i, _) in enumerate(sparse)}
     info: dict[str, dict[str, Any]] = {}
-    for rank, (cid, doc, meta, cos) in enumerate(dense):
-        fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
+    for cid, doc, meta, cos in dense:
         info[cid] = {"text": doc, "meta": meta, "dense": cos}
-    bm25_scores: dict[str, float] = {}
-    for rank, (i, score) in enumerate(sparse):
-        cid = index.ids[i]
-        fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
-        bm25_scores[cid] = score
+    bm25_scores = {index.ids[i]: score for i, score in sparse}
+    cross = {cid for cid, _, meta, _ in dense if query_lang and meta.get("lang") and meta.get("lang") != query_lang}
+    fused: dict[str, float] = {}
+    for cid in set(dense_rank) | set(bm25_rank):
+        score = 0.0
+        if cid in dense_rank:
+            score += 1.0 / (RRF_K + dense_rank[cid] + 1)
+        keyword = 1.0 / (RRF_K + bm25_rank[cid] + 1) if cid in bm25_rank else 0.0
+        if cid in cross:  # shared names give a foreign chunk some BM25 score; never let that pull it down
+            keyword = max(keyword, 1.0 / (RRF_K + dense_rank[cid] + 1))
+        score += keyword
+        fused[cid] = score
     missing = [cid for cid in fused if cid not in info]
     if missing:
         got = store.chunks(name).get(ids=missing, include=["documents", "metadatas", "embeddings"])
@@ -179,5 +190,8 @@ def retrieve(
     settings: Settings | None = None,
 ) -> list[Passage]:
     """The k best sources for a question: one passage per article/story, best first."""
-    passages = hybrid_search(question, collection=collection, filters=filters, settings=settings)
+    from ingest.meta import detect_language
+
+    lang = detect_language(question, short=True, default="")
+    passages = hybrid_search(question, collection=collection, filters=filters, settings=settings, query_lang=lang)
     return collapse(passages, k)

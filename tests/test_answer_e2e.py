@@ -1,0 +1,201 @@
+"""Answers with the real embedder, real Chroma and the real local LLM over the seed + demo corpus."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import DATA, SEED_ID
+from ingest.meta import detect_language
+from rag.answer import ask, finish, build_sources, select_evidence, Chat
+from rag.models import PACKAGED_LLMS, gguf_path, load_embedder
+from rag.retrieve import hybrid_search, retrieve
+from rag.settings import get_settings
+from rag.types import Answer
+
+QA = [json.loads(line) for line in (DATA / "seed_qa.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def seed_citation(answer: Answer):
+    cites = [c for c in answer.citations if c.doc_id == SEED_ID]
+    assert cites, answer
+    return cites[0]
+
+
+def assert_span_points_into_seed(c) -> None:
+    from rag.store import Store
+
+    chunk = Store().get_chunks("news", [c.chunk_id])[c.chunk_id]
+    start = int(chunk[1]["start"])
+    assert chunk[0][c.start - start : c.end - start] == c.quote
+
+
+def test_cross_lingual_retrieval_finds_the_seed(corpus):
+    for q in ("When will Putin visit North Korea?", "Which countries worry about Russia's cooperation with North Korea?"):
+        hits = retrieve(q, collection="news", k=3)
+        assert hits[0].doc_id == SEED_ID, [h.doc_id for h in hits]
+
+
+def test_made_up_citation_number_is_dropped(corpus):
+    settings = get_settings()
+    emb = load_embedder()
+    q = "Wann trafen sich Lawrow und Choe Son-hui in Moskau?"
+    sources = build_sources(hybrid_search(q, collection="news"), 3)
+    select_evidence(sources, emb.embed_queries([q])[0], emb, q, 8)
+    raw = "Lawrow und Choe Son-hui trafen sich am 16. Januar 2024 in Moskau [9]. Das war ein Treffen [1]."
+    ans = finish(Answer(question=q, text="", language="de"), raw, sources, emb, settings)
+    assert "[9]" not in ans.text
+    assert all(1 <= c.n <= len(ans.citations) for c in ans.citations)
+    c = seed_citation(ans)
+    assert "16. Januar 2024" in c.quote and c.verified  # re-attached to the source that supports it
+
+
+@pytest.mark.slow
+def test_german_and_english_questions_about_the_seed(corpus):
+    for item in [QA[0], QA[1], QA[3], QA[4]]:
+        ans = ask(item["query"], collection="news", llm="local")
+        assert ans.answered, ans
+        assert any(a.lower() in ans.text.lower() for a in item["answer"]), ans.text
+        assert ans.language == item["lang"]
+        assert detect_language(ans.text.split("\n\n")[0], short=True) == item["lang"], ans.text
+        assert "[1]" in ans.text
+        c = seed_citation(ans)
+        assert c.verified and c.quote
+        assert_span_points_into_seed(c)
+        assert ans.timings["first_token"] > 0 and ans.timings["total"] >= ans.timings["first_token"]
+
+
+@pytest.mark.slow
+def test_unanswerable_questions_are_refused(corpus):
+    for item in [q for q in QA if q.get("unanswerable")]:
+        ans = ask(item["query"], collection="news", llm="local")
+        assert not ans.answered, ans.text
+        assert ans.language == item["lang"]
+        assert ans.sources  # the closest sources are still listed
+
+
+@pytest.mark.slow
+def test_follow_up_uses_history(corpus):
+    chat = Chat(collection="news", llm="local")
+    first = chat.ask("Was hat KCNA am 21. Januar über Putin mitgeteilt?")
+    assert first.answered
+    follow = chat.ask("Und wann traf Lawrow die Außenministerin?")
+    assert follow.query.startswith("Was hat KCNA")
+    assert follow.answered and seed_citation(follow)
+    assert "16" in follow.text
+
+
+def test_extractive_provider_quotes_verified_sentences(corpus):
+    ans = ask("Wie viele russische Delegationen besuchten Nordkorea?", collection="news", llm="extractive")
+    assert ans.answered and ans.provider == "extractive"
+    c = seed_citation(ans)
+    assert c.verified and c.quote in ans.text
+    assert_span_points_into_seed(c)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_openai_provider_against_a_real_llama_cpp_server(corpus, monkeypatch):
+    model = gguf_path(PACKAGED_LLMS["qwen2.5-1.5b"])
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+                             "--port", str(port), "--n_ctx", "2048", "--model_alias", "qwen"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(120):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        from rag.settings import reset_settings
+
+        monkeypatch.setenv("RAG_OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
+        monkeypatch.setenv("RAG_OPENAI_MODEL", "qwen")
+        reset_settings()
+        ans = ask(QA[1]["query"], collection="news", llm="openai")
+        assert ans.provider == "openai" and not ans.notice, ans
+        assert ans.answered and seed_citation(ans).verified
+        assert "16" in ans.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+class _Hang(BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 - a server that accepts and never answers
+        time.sleep(30)
+
+    def log_message(self, *args):
+        pass
+
+
+class _Garbage(BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 - a server that streams junk
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for junk in ["$$", "%%%", "!!!"]:
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                     "choices": [{"index": 0, "delta": {"content": junk}, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("handler", [_Hang, _Garbage, None], ids=["hangs", "garbage", "down"])
+def test_llm_faults_fall_back_to_extractive_with_notice(corpus, monkeypatch, handler):
+    from rag.settings import reset_settings
+
+    port = free_port()
+    server = None
+    if handler is not None:
+        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("RAG_OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    monkeypatch.setenv("RAG_LLM_TIMEOUT", "3")
+    reset_settings()
+    try:
+        ans = ask("Wie viele russische Delegationen besuchten Nordkorea?", collection="news", llm="openai")
+    finally:
+        if server:
+            server.shutdown()
+    assert ans.provider == "extractive"
+    assert "Sprachmodell" in ans.notice
+    assert ans.answered and seed_citation(ans).verified
+
+
+def test_missing_collection_is_a_clear_error(corpus):
+    from rag.errors import NewsragError
+
+    with pytest.raises(NewsragError, match="no collection named 'nope'"):
+        ask("Was?", collection="nope")
+
+
+def test_cli_ask_json(corpus):
+    out = subprocess.run([sys.executable, "-m", "rag.cli", "ask", "Wie viele russische Delegationen besuchten Nordkorea?",
+                          "-c", "news", "--llm", "extractive", "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["answered"] and data["citations"][0]["doc_id"] == SEED_ID
+    r = subprocess.run([sys.executable, "-m", "rag.cli", "retrieve", "Putin Besuch Nordkorea", "-c", "news", "--json",
+                        "--k", "3", "--lang", "de"], capture_output=True, text=True, timeout=300)
+    hits = json.loads(r.stdout)
+    assert [h["doc_id"] for h in hits] == [SEED_ID]
+    assert Path(get_settings().data_dir).exists()
