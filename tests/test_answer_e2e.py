@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import DATA, SEED_ID
+
 from ingest.meta import detect_language
-from rag.answer import ask, finish, build_sources, select_evidence, Chat
+from rag.answer import Chat, ask, build_sources, finish, select_evidence
 from rag.models import PACKAGED_LLMS, gguf_path, load_embedder
 from rag.retrieve import hybrid_search, retrieve
 from rag.settings import get_settings

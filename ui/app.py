@@ -116,7 +116,7 @@ with st.sidebar:
 # ------------------------------------------------------------------ ingest panel
 with st.expander("➕ Add articles to this collection", expanded=not stats):
     uploads = st.file_uploader("Files (txt, md, html, pdf, jsonl, json, csv)", accept_multiple_files=True)
-    folder = st.text_input("…or a folder on the server")
+    folder = st.text_input("…or a folder on the server", key="ingest_folder")
     if st.button("Ingest", type="primary", disabled=not (uploads or folder)):
         from ingest.pipeline import ingest
 

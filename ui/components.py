@@ -13,13 +13,14 @@ from typing import Any
 
 import streamlit as st
 
-MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<:$=])")
+MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$=])")
 MARKER = re.compile(r"\[(\d{1,3}|\?)\]")
 
 
 def escape_md(text: str) -> str:
     """Untrusted text as literal Markdown: every special character escaped, HTML brackets inert."""
-    return MD_SPECIAL.sub(r"\\\1", text or "").replace("\n", "  \n")
+    escaped = MD_SPECIAL.sub(r"\\\1", (text or "").replace("&", "&amp;"))
+    return escaped.replace("<", "&lt;").replace(">", "&gt;").replace("\n", "  \n")
 
 
 def anchor(msg_index: int, n: int) -> str:
