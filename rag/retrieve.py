@@ -161,7 +161,12 @@ def collapse(passages: list[Passage], k: int, per_story: int = 1) -> list[Passag
     out: list[Passage] = []
     taken: dict[str, int] = {}
     lead: dict[str, Passage] = {}
+    version: dict[str, object] = {}
     for p in passages:
+        # While an article is being re-ingested, its old and new chunks coexist for a moment;
+        # only chunks of the version of its best passage are used, so an answer never mixes them.
+        if version.setdefault(p.doc_id, p.metadata.get("content_hash")) != p.metadata.get("content_hash"):
+            continue
         story = str(p.metadata.get("group_id") or p.doc_id)
         if story in lead and lead[story].doc_id != p.doc_id:
             also = lead[story].metadata.setdefault("also_in", [])

@@ -1,0 +1,120 @@
+"""Chroma server mode: the same ingest and ask behaviour against a real `chroma run` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import SEED_DIR, SEED_ID, use_settings
+
+pytestmark = pytest.mark.server
+CHROMA = str(Path(sys.executable).parent / "chroma")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ChromaServer:
+    def __init__(self, path: Path, port: int) -> None:
+        self.path, self.port, self.proc = path, port, None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([CHROMA, "run", "--path", str(self.path), "--host", "127.0.0.1", "--port",
+                                      str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(60):
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        raise RuntimeError("chroma run did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = ChromaServer(tmp_path / "chroma-server", free_port())
+    srv.start()
+    saved = dict(os.environ)
+    use_settings(tmp_path / "data", chroma_host="127.0.0.1", chroma_port=str(srv.port))
+    yield srv
+    srv.stop()
+    os.environ.clear()
+    os.environ.update(saved)
+    use_settings(Path(saved.get("RAG_DATA_DIR", "data")))
+
+
+def test_server_mode_ingest_incremental_and_ask(server, tmp_path):
+    from ingest.pipeline import ingest
+    from rag.answer import ask
+    from rag.retrieve import retrieve
+    from rag.store import Store
+
+    folder = tmp_path / "articles"
+    shutil.copytree(SEED_DIR, folder)
+    first = ingest([folder], collection="srv")
+    assert first.added == [SEED_ID] and first.chunks_written >= 3
+    assert ingest([folder], collection="srv").unchanged == [SEED_ID]
+    (folder / "extra.txt").write_text("Hafen wieder offen\n\nDer Hafen von Kiel ist seit Montag wieder offen.",
+                                      encoding="utf-8")
+    assert ingest([folder], collection="srv").added == ["extra.txt"]
+    (folder / "extra.txt").unlink()
+    assert ingest([folder], collection="srv", sync=True).deleted == ["extra.txt"]
+    assert Store().article_count("srv") == 1
+    assert retrieve("When will Putin visit North Korea?", collection="srv", k=1)[0].doc_id == SEED_ID
+    ans = ask("Wie viele russische Delegationen besuchten Nordkorea?", collection="srv", llm="extractive")
+    assert ans.answered and ans.citations[0].doc_id == SEED_ID and ans.citations[0].verified
+    # the data lives in the server, not in the local data dir
+    assert not (tmp_path / "data" / "chroma").exists()
+
+
+@pytest.mark.slow
+def test_server_stopped_mid_ingest_then_rerun_loses_nothing(server, tmp_path):
+    from ingest.pipeline import demo_corpus, ingest
+    from rag.store import Store
+
+    lines = demo_corpus("small").read_text(encoding="utf-8").splitlines(keepends=True)
+    subset = tmp_path / "subset.csv"
+    subset.write_text("".join(lines[:200]), encoding="utf-8")
+    env = {**os.environ}
+    cmd = [sys.executable, "-m", "rag.cli", "ingest", str(subset), "-c", "flaky"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(14)
+    server.stop()  # the server dies in the middle of the ingest
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert "Chroma server at 127.0.0.1" in err and "Traceback" not in err
+    server.start()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    clean = ingest([subset], collection="clean")
+    store = Store()
+    assert store.article_count("flaky") == store.article_count("clean") == len(clean.added)
+    assert store.chunk_count("flaky") == store.chunk_count("clean")
+
+
+def test_questions_while_server_down_get_a_clear_error(server):
+    from rag.errors import StoreUnavailableError
+    from rag.retrieve import retrieve
+    from rag.store import forget_clients
+
+    server.stop()
+    forget_clients()
+    with pytest.raises(StoreUnavailableError, match="Chroma server at 127.0.0.1"):
+        retrieve("Putin", collection="srv")
