@@ -6,6 +6,7 @@ after `llm_timeout` seconds and the caller can fall back to the extractive answe
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 import time
@@ -93,6 +94,16 @@ class OpenAILLM:
 
 _models: dict[tuple, ChatModel] = {}
 _models_lock = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free llama.cpp models before interpreter teardown (its __del__ fails once modules are gone)."""
+    for model in _models.values():
+        close = getattr(getattr(model, "llama", None), "close", None)
+        if close:
+            close()
+    _models.clear()
 
 
 def get_chat_model(provider: str, settings: Settings | None = None) -> ChatModel | None:

@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -470,6 +471,9 @@ class Embedder:
         if threads:
             torch.set_num_threads(threads)
         self.name = name_or_path
+        # The fast tokenizer keeps mutable truncation/padding state: concurrent calls from
+        # threads (UI sessions, HTTP requests, ingest) corrupt each other, so calls are serialised.
+        self._lock = threading.Lock()
         self.model = SentenceTransformer(name_or_path, device="cpu")
         self.tokenizer = self.model.tokenizer
         self.max_tokens = int(self.model.max_seq_length or 512)
@@ -482,7 +486,8 @@ class Embedder:
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Tokens the model reads for each text, with specials (no truncation)."""
-        enc = self.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        with self._lock:
+            enc = self.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
         return [len(ids) for ids in enc]
 
     def embed_passages(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
@@ -496,10 +501,11 @@ class Embedder:
 
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self.model.encode(
-            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        with self._lock:
+            return self.model.encode(
+                texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                show_progress_bar=False,
+            )
 
 
 _embedders: dict[str, Embedder] = {}

@@ -83,10 +83,15 @@ def get_client(settings: Settings | None = None):
                 )
                 client.heartbeat()
             else:
+                import fcntl
+
                 settings.chroma_dir.mkdir(parents=True, exist_ok=True)
-                client = chromadb.PersistentClient(
-                    path=str(settings.chroma_dir), settings=ChromaSettings(anonymized_telemetry=False)
-                )
+                # Two processes creating a new embedded store at once race on its tables.
+                with open(settings.chroma_dir.parent / ".chroma-init.lock", "w") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    client = chromadb.PersistentClient(
+                        path=str(settings.chroma_dir), settings=ChromaSettings(anonymized_telemetry=False)
+                    )
         except Exception as exc:
             raise _wrap(exc, settings) from exc
         _clients[key] = client
