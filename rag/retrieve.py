@@ -11,8 +11,6 @@ from pydantic import BaseModel, Field
 from rag.settings import Settings, get_settings
 from rag.types import Passage
 
-RRF_K = 60
-
 
 class Filters(BaseModel):
     since: str | None = None  # inclusive, ISO date (or anything parse_date reads)
@@ -114,39 +112,24 @@ def hybrid_search(
     sparse = index.search(query, n, flt.mask(index), query_lang=query_lang)
     t3 = time.perf_counter()
 
-    # Reciprocal rank fusion, language-aware: BM25 is blind across languages (an English
-    # query shares no words with a German article), so for a chunk in another language
-    # than the question its keyword rank is imputed from its dense rank instead of
-    # counting as absent (or as the weak match shared names give). Measured in bench/retrieval.py against plain RRF.
-    dense_rank = {cid: rank for rank, (cid, _, _, _) in enumerate(dense)}
-    bm25_rank = {index.ids[i]: rank for rank, (i, _) in enumerate(sparse)}
     info: dict[str, dict[str, Any]] = {}
     for cid, doc, meta, cos in dense:
         info[cid] = {"text": doc, "meta": meta, "dense": cos}
     bm25_scores = {index.ids[i]: score for i, score in sparse}
-    cross = {cid for cid, _, meta, _ in dense if query_lang and meta.get("lang") and meta.get("lang") != query_lang}
-    fused: dict[str, float] = {}
-    for cid in set(dense_rank) | set(bm25_rank):
-        score = 0.0
-        if cid in dense_rank:
-            score += 1.0 / (RRF_K + dense_rank[cid] + 1)
-        keyword = 1.0 / (RRF_K + bm25_rank[cid] + 1) if cid in bm25_rank else 0.0
-        if cid in cross:  # shared names give a foreign chunk some BM25 score; never let that pull it down
-            keyword = max(keyword, 1.0 / (RRF_K + dense_rank[cid] + 1))
-        score += keyword
-        fused[cid] = score
+    fused: dict[str, float] = dict.fromkeys(list(info) + list(bm25_scores), 0.0)
     missing = [cid for cid in fused if cid not in info]
     if missing:
         got = store.chunks(name).get(ids=missing, include=["documents", "metadatas", "embeddings"])
         for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=False):
             info[cid] = {"text": doc or "", "meta": dict(meta or {}), "dense": float(np.dot(np.asarray(emb), qvec))}
+    fused = fuse_scores(info, bm25_scores, query_lang, {cid for cid, _, _, _ in dense})
     passages = [
         Passage(
             doc_id=str(info[cid]["meta"].get("doc_id", "")), chunk_id=cid, text=info[cid]["text"],
             score=score, dense_score=info[cid]["dense"], bm25_score=bm25_scores.get(cid),
             metadata=info[cid]["meta"],
         )
-        for cid, score in fused.items() if cid in info
+        for cid, score in fused.items()
     ]
     passages.sort(key=lambda p: -p.score)
     for rank, p in enumerate(passages, start=1):
@@ -154,6 +137,46 @@ def hybrid_search(
     if timings is not None:
         timings.update(embed_query=t1 - t0, dense=t2 - t1, bm25=t3 - t2, retrieve=time.perf_counter() - t0)
     return passages
+
+
+DENSE_WEIGHT = 0.6
+
+
+def fuse_scores(info: dict[str, dict[str, Any]], bm25: dict[str, float], query_lang: str,
+                dense_ids: set[str] | None = None) -> dict[str, float]:
+    """Article-level convex fusion of min-max normalised dense cosine and BM25 score.
+
+    Measured in bench/retrieval.py (bench/RESULTS.md): on both the English news set and the German
+    Debian FAQ this beats reciprocal rank fusion (which lost to the naive pipeline on the FAQ).
+    Each article takes its best chunk per signal; its chunks are then ordered by their own score.
+    BM25 is blind across languages (an English question shares no words with a German article),
+    so for an article in another language than the question the keyword signal is imputed from
+    its dense signal instead of counting as absent.
+    """
+    if not info:
+        return {}
+    cos = {cid: max(0.0, float(i["dense"])) for cid, i in info.items()}
+    # normalised over the dense candidates; chunks only BM25 found fall below them and clip to 0
+    ref = [cos[c] for c in (dense_ids or cos) if c in cos] or list(cos.values())
+    lo, hi = min(ref), max(ref)
+    dn = {cid: min(1.0, max(0.0, (c - lo) / (hi - lo))) if hi > lo else 1.0 for cid, c in cos.items()}
+    top = max(bm25.values(), default=0.0)
+    bn = {cid: (bm25.get(cid, 0.0) / top if top > 0 else 0.0) for cid in info}
+    for cid, i in info.items():
+        lang = i["meta"].get("lang")
+        if query_lang and lang and lang != query_lang:
+            bn[cid] = max(bn[cid], dn[cid])
+    doc_of = {cid: str(i["meta"].get("doc_id", cid)) for cid, i in info.items()}
+    doc_dense: dict[str, float] = {}
+    doc_bm25: dict[str, float] = {}
+    for cid, doc in doc_of.items():
+        doc_dense[doc] = max(doc_dense.get(doc, 0.0), dn[cid])
+        doc_bm25[doc] = max(doc_bm25.get(doc, 0.0), bn[cid])
+    return {
+        cid: DENSE_WEIGHT * doc_dense[doc] + (1 - DENSE_WEIGHT) * doc_bm25[doc]
+        + 0.01 * (DENSE_WEIGHT * dn[cid] + (1 - DENSE_WEIGHT) * bn[cid])
+        for cid, doc in doc_of.items()
+    }
 
 
 def collapse(passages: list[Passage], k: int, per_story: int = 1) -> list[Passage]:

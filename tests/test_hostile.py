@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from pathlib import Path
 
 import pytest
+from conftest import SEED_DIR, SEED_ID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SEED_DIR, SEED_ID
 from ingest.load import SUPPORTED, load_file
 from rag.errors import IngestError
 

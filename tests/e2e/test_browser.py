@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import ROOT, SEED_TITLE
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -1,0 +1,105 @@
+"""`make bench`: every benchmark in one run, written to bench/RESULTS.md and bench/latency.png."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def machine() -> str:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = ""
+    try:
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split(":")[1].strip()
+    except OSError:
+        pass
+    import os
+
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), {mem} RAM, Python {platform.python_version()}"
+
+
+def latency_plot(rows: list[dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(rows, key=lambda r: r["chunks"])
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["chunks"] for r in rows], [r["p50_ms"] for r in rows], "o-", label="p50")
+    ax.plot([r["chunks"] for r in rows], [r["p95_ms"] for r in rows], "s--", label="p95")
+    ax.set_xlabel("chunks in the collection")
+    ax.set_ylabel("retrieval latency (ms)")
+    ax.set_title("newsrag hybrid retrieval latency vs corpus size")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    from bench import answer, ingest, retrieval
+
+    started = time.perf_counter()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    ret = retrieval.main()
+    ing = ingest.main()
+    ans = answer.main()
+    latency_plot(ans["retrieval"], HERE / "latency.png")
+    lines = [
+        "# newsrag benchmark record",
+        "",
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, commit {commit}",
+        f"- machine: {machine()}",
+        "- commands: `make bench` (= `python -m bench.run`; parts: `python -m bench.retrieval`, "
+        "`python -m bench.ingest`, `python -m bench.answer`)",
+        f"- wall time: {(time.perf_counter() - started) / 60:.1f} min",
+        "",
+        "## Retrieval quality (article level), side by side in one run",
+        "",
+        "Naive = `VectorStoreIndex.from_documents` on Chroma with the default splitter and the same embedder "
+        "(through llama-index, without e5 prefixes), dense top-k. News: 600 NewsArticles, the `subtitle` as query "
+        "(removed from the text). FAQ: Debian's German FAQ, section question as query, body as gold.",
+        "",
+    ]
+    for name, res in ret.items():
+        lines.append(retrieval.table(name, res))
+        lines.append("")
+    lines += [
+        "## Ingestion (same articles, one run)",
+        "",
+        "| measure | value |", "|---|---|",
+        *[f"| {k} | {v:.2f} |" for k, v in ing.items()],
+        "",
+        "## Answering (local LLM, seed questions; retrieval latency)",
+        "",
+        "| model | load s | TTFT p50 s | TTFT max s | total p50 s | tokens/s | context tokens |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for model in ("qwen2.5-0.5b", "qwen2.5-1.5b"):
+        m = ans[model]
+        lines.append(f"| {model} | {m['load_s']:.1f} | {m['ttft_p50']:.2f} | {m['ttft_max']:.2f} | "
+                     f"{m['total_p50']:.2f} | {m['tokens_per_s']:.1f} | {m['context_tokens_p50']:.0f} |")
+    lines += ["", "| chunks | retrieval p50 ms | p95 ms |", "|---|---|---|"]
+    lines += [f"| {r['chunks']:.0f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} |" for r in ans["retrieval"]]
+    lines += ["", f"Cold `rag ask` (new process, extractive): {ans['cold_ask_s']:.1f} s", "",
+              "![latency](latency.png)", ""]
+    (HERE / "RESULTS.md").write_text("\n".join(lines), encoding="utf-8")
+    (HERE / "cache" / "results.json").write_text(json.dumps({"retrieval": ret, "ingest": ing, "answer": ans},
+                                                            indent=2))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
