@@ -25,8 +25,10 @@ $(STAMP): pyproject.toml | $(PY)
 models: $(STAMP)
 	$(RAG) models fetch --llm all
 
+SEED := $(wildcard ../shared/corpus/seed)
+
 chat: setup
-	$(RAG) ingest --demo small --if-empty
+	$(RAG) ingest --demo small $(SEED) --if-empty
 	$(RAG) chat
 
 # Debian's chromium drives the browser tests (never `playwright install`).
