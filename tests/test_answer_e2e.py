@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import DATA, SEED_ID
 
+from conftest import DATA, SEED_ID
 from ingest.meta import detect_language
 from rag.answer import Chat, ask, build_sources, finish, select_evidence
 from rag.models import PACKAGED_LLMS, gguf_path, load_embedder

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+
 from conftest import SEED_DIR, SEED_FILE, SEED_ID
 
 QUESTIONS = ["Wie viele russische Delegationen besuchten Nordkorea?", "When will Putin visit North Korea?",

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SEED_ID
 
+from conftest import SEED_ID
 from rag.evaluate import format_table, percentile, retrieval_metrics
 
 

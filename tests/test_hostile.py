@@ -7,10 +7,10 @@ import random
 import shutil
 
 import pytest
-from conftest import SEED_DIR, SEED_ID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import SEED_DIR, SEED_ID
 from ingest.load import SUPPORTED, load_file
 from rag.errors import IngestError
 

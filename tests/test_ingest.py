@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import SEED_FILE, SEED_ID, SEED_TITLE
 from helpers import NEWS_HTML, make_pdf
-
 from ingest.chunk import chunk_article, split_sentences
 from ingest.clean import clean_text
 from ingest.pipeline import ingest

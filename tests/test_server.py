@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from conftest import SEED_DIR, SEED_ID, use_settings
 
 pytestmark = pytest.mark.server

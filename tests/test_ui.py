@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SEED_TITLE
 from streamlit.testing.v1 import AppTest
 
+from conftest import ROOT, SEED_TITLE
 from ui.components import answer_markdown, escape_md, safe_upload_path
 
 APP = str(ROOT / "ui" / "app.py")

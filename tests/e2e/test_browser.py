@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from conftest import ROOT, SEED_TITLE
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
