@@ -29,9 +29,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def app_url(corpus):
+def app_url(corpus, tmp_path):
+    # a copy of the shared corpus: this test ingests an upload and must not change what other tests see
+    data = tmp_path / "data"
+    shutil.copytree(corpus, data, ignore=shutil.ignore_patterns("keyword", "locks"))
     port = free_port()
-    env = {**os.environ, "RAG_DATA_DIR": str(corpus)}
+    env = {**os.environ, "RAG_DATA_DIR": str(data)}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "ui" / "app.py"),
                              "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
                              "--browser.gatherUsageStats", "false"], env=env, stdout=subprocess.DEVNULL,
