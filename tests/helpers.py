@@ -51,3 +51,29 @@ NEWS_HTML = """<!DOCTYPE html><html lang="en"><head>
 </article>
 <footer>Subscribe to our newsletter. We use cookies. © Coastal Times</footer>
 </body></html>"""
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, seconds: float = 120) -> None:
+    """Wait until url answers 200, or fail naming it."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not come up within {seconds:.0f}s")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -11,10 +10,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 
 from conftest import DATA, SEED_ID
+from helpers import free_port, wait_http
 from ingest.meta import detect_language
 from rag.answer import Chat, ask, build_sources, finish, select_evidence
 from rag.models import PACKAGED_LLMS, gguf_path, load_embedder
@@ -102,12 +101,6 @@ def test_extractive_provider_quotes_verified_sentences(corpus):
     assert_span_points_into_seed(c)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_openai_provider_against_a_real_llama_cpp_server(corpus, monkeypatch):
     model = gguf_path(PACKAGED_LLMS["qwen2.5-1.5b"])
@@ -116,12 +109,7 @@ def test_openai_provider_against_a_real_llama_cpp_server(corpus, monkeypatch):
                              "--port", str(port), "--n_ctx", "2048", "--model_alias", "qwen"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(120):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(1)
+        wait_http(f"http://127.0.0.1:{port}/v1/models", 180)
         from rag.settings import reset_settings
 
         monkeypatch.setenv("RAG_OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")

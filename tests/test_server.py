@@ -5,25 +5,18 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from conftest import SEED_DIR, SEED_ID, use_settings
+from helpers import free_port, wait_http
 
 pytestmark = pytest.mark.server
 CHROMA = str(Path(sys.executable).parent / "chroma")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ChromaServer:
@@ -33,13 +26,7 @@ class ChromaServer:
     def start(self) -> None:
         self.proc = subprocess.Popen([CHROMA, "run", "--path", str(self.path), "--host", "127.0.0.1", "--port",
                                       str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(60):
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        raise RuntimeError("chroma run did not start")
+        wait_http(f"http://127.0.0.1:{self.port}/api/v2/heartbeat", 60)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
