@@ -342,6 +342,10 @@ def ask_stream(
         if relevant:
             notice = prompts.localized(prompts.DATE_FILTER_RELAXED, lang, span=f"{since} – {until}")
     embedder = load_embedder(settings)
+    if relevant:
+        # Sources far below the best one add prompt tokens (seconds on a CPU) and little evidence.
+        best = max(p.dense_score or 0 for p in relevant)
+        relevant = [p for p in relevant if (p.dense_score or 0) >= best - settings.relevance_margin]
     sources = build_sources(relevant or passages[: settings.retrieval_k], settings.retrieval_k)
     qvec = embedder.embed_queries([query])[0]
     select_evidence(sources, qvec, embedder, question, settings.evidence_sentences)
