@@ -64,6 +64,39 @@ def retrieval_latency(collection: str, n: int = 40) -> dict[str, float]:
             "p95_ms": 1000 * times[int(len(times) * 0.95) - 1]}
 
 
+def grown_collection(source: str, size: int) -> str:
+    """A collection of `size` chunks for latency only: the source's real chunks (texts, vectors, metadata)
+    repeated, each copy a distinct article with its vector slightly perturbed. Embedding 20k fresh chunks
+    would take ~30 min on 2 cores; latency depends on the index size, not on the texts being new."""
+    import numpy as np
+
+    from rag.store import Store
+
+    store = Store()
+    name = f"bench-latency-{size}"
+    if store.exists(name) and store.chunk_count(name) == size:
+        return name
+    if store.exists(name):
+        store.delete_collection(name)
+    got = store.chunks(source).get(include=["documents", "metadatas", "embeddings"])
+    ids, docs, metas, vecs = got["ids"], got["documents"], got["metadatas"], np.asarray(got["embeddings"])
+    rng = np.random.default_rng(0)
+    out_ids, out_docs, out_metas, out_vecs = [], [], [], []
+    for i in range(size):
+        j, copy = i % len(ids), i // len(ids)
+        meta = dict(metas[j])
+        meta["doc_id"] = f"{meta['doc_id']}#copy{copy}"
+        v = vecs[j] + (rng.normal(0, 0.01, vecs.shape[1]) if copy else 0)
+        out_ids.append(f"{ids[j]}-c{copy}")
+        out_docs.append(docs[j])
+        out_metas.append(meta)
+        out_vecs.append((v / np.linalg.norm(v)).tolist())
+    store.upsert_chunks(name, out_ids, out_vecs, out_docs, out_metas)
+    store.put_articles(name, {m["doc_id"]: {"title": m.get("title", ""), "complete": True} for m in out_metas})
+    store.bump_revision(name)
+    return name
+
+
 def cold_ask(collection: str) -> float:
     env = {**os.environ, "RAG_LLM_PROVIDER": "extractive"}
     t = time.perf_counter()
@@ -85,6 +118,7 @@ def main() -> dict:
         print(name, json.dumps({k: round(v, 2) for k, v in out[name].items()}), flush=True)
     out["retrieval"] = [retrieval_latency(c) for c in ("bench-debian-faq-de", "bench-news-en")
                         if Store().exists(c)]
+    out["retrieval"] += [retrieval_latency(grown_collection("bench-news-en", n)) for n in (1000, 5000, 20000)]
     for row in out["retrieval"]:
         print(f"retrieval at {row['chunks']:.0f} chunks: p50 {row['p50_ms']:.0f} ms, p95 {row['p95_ms']:.0f} ms")
     out["cold_ask_s"] = cold_ask("bench-news-en")
