@@ -12,7 +12,7 @@ from bench.common import read_jsonl, use_bench_settings
 from bench.datasets import debian_faq_de, news_articles
 from rag.evaluate import retrieval_metrics
 
-SETTINGS = [(120, 1), (220, 0), (220, 1), (350, 1)]
+SETTINGS = [(120, 1), (220, 0), (220, 1), (350, 0), (350, 1), (480, 0)]
 
 
 def main(n_news: int = 200) -> dict:
