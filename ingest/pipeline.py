@@ -142,7 +142,22 @@ def ingest(
 
     # 1. load and clean (no model needed yet); unchanged records skip cleaning entirely
     articles: list[Article] = []
-    unchanged_early: list[str] = []
+    unchanged_early: dict[str, tuple[RawArticle, str, Path]] = {}
+
+    def prepare(raw: RawArticle, rh: str, file: Path) -> Article | None:
+        """Clean one raw record into an Article, or record why it failed."""
+        try:
+            article = to_article(raw)
+        except IngestError as exc:
+            report.failed.append(FailedFile(path=exc.path, error=exc.reason))
+            return None
+        except Exception as exc:  # a cleaning bug must not stop the run
+            report.failed.append(FailedFile(path=raw.path, error=f"{type(exc).__name__}: {exc}"))
+            return None
+        article.extra["__raw_hash"] = rh
+        article.path = str(file.resolve())
+        return article
+
     failed_files: set[str] = set()
     seen_ids: set[str] = set()
     max_bytes = int(settings.max_file_mb * 1e6)
@@ -168,31 +183,26 @@ def ingest(
         for raw in loaded.articles:
             rh = raw_hash(raw)
             old = early_manifest.get(raw.doc_id)
-            if old and old.get("raw_hash") == rh and old.get("complete") and raw.doc_id not in seen_ids:
+            if raw.doc_id in seen_ids:
+                report.failed.append(FailedFile(path=raw.path, error=f"duplicate id {raw.doc_id!r} in this run; kept the first"))
+                continue
+            if old and old.get("raw_hash") == rh and old.get("complete"):
                 seen_ids.add(raw.doc_id)
-                unchanged_early.append(raw.doc_id)
+                unchanged_early[raw.doc_id] = (raw, rh, file)
                 continue
-            try:
-                article = to_article(raw)
-                article.extra["__raw_hash"] = rh
-            except IngestError as exc:
-                report.failed.append(FailedFile(path=exc.path, error=exc.reason))
-                continue
-            except Exception as exc:
-                report.failed.append(FailedFile(path=raw.path, error=f"{type(exc).__name__}: {exc}"))
-                continue
-            if article.doc_id in seen_ids:
-                report.failed.append(FailedFile(path=raw.path, error=f"duplicate id {article.doc_id!r} in this run; kept the first"))
-                continue
-            seen_ids.add(article.doc_id)
-            article.path = str(file.resolve())
-            articles.append(article)
+            article = prepare(raw, rh, file)
+            if article is not None:
+                seen_ids.add(article.doc_id)
+                articles.append(article)
 
     with collection_lock(settings, name):
         manifest = store.manifest(name)
-        report.unchanged.extend(d for d in unchanged_early if manifest.get(d, {}).get("raw_hash"))
-        done_early = set(report.unchanged)
-        articles = [a for a in articles if a.doc_id not in done_early]
+        for doc_id, (raw, rh, file) in unchanged_early.items():
+            now_rec = manifest.get(doc_id, {})
+            if now_rec.get("raw_hash") == rh and now_rec.get("complete"):
+                report.unchanged.append(doc_id)
+            elif (article := prepare(raw, rh, file)) is not None:
+                articles.append(article)  # another process changed it since we looked: redo it
         grouper = StoryGrouper()
         by_text: dict[str, str] = {}
         for doc_id, rec in sorted(manifest.items()):
