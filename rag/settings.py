@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     chroma_token: SecretStr | None = Field(None, description="Chroma token auth (never printed).")
 
     # ingestion
-    chunk_tokens: int = Field(350, description="Chunk size in embedder tokens (max ~480 for e5; 350 measured best, bench/chunking.py).")
+    chunk_tokens: int = Field(220, description="Chunk size in embedder tokens (max ~480 for e5; see bench/chunking.py).")
     chunk_overlap: int = Field(1, description="Sentences shared by neighbouring chunks.")
     max_file_mb: float = Field(25.0, description="Files larger than this are refused.")
 
