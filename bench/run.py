@@ -48,13 +48,23 @@ def latency_plot(rows: list[dict[str, float]], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main() -> None:
+def main(reuse: bool = False) -> None:
+    """All benchmarks; with reuse=True the retrieval and ingest parts come from the last full run
+    (bench/cache/results.json) and only the answer part is measured again."""
     from bench import answer, ingest, retrieval
 
     started = time.perf_counter()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    ret = retrieval.main()
-    ing = ingest.main()
+    cached = HERE / "cache" / "results.json"
+    if reuse and cached.exists():
+        old = json.loads(cached.read_text())
+        ret, ing = old["retrieval"], old["ingest"]
+        from bench.common import use_bench_settings
+
+        use_bench_settings()
+    else:
+        ret = retrieval.main()
+        ing = ingest.main()
     ans = answer.main()
     latency_plot(ans["retrieval"], HERE / "latency.png")
     lines = [
@@ -64,7 +74,8 @@ def main() -> None:
         f"- machine: {machine()}",
         "- commands: `make bench` (= `python -m bench.run`; parts: `python -m bench.retrieval`, "
         "`python -m bench.ingest`, `python -m bench.answer`)",
-        f"- wall time: {(time.perf_counter() - started) / 60:.1f} min",
+        f"- wall time: {(time.perf_counter() - started) / 60:.1f} min"
+        + (" (answer part only; retrieval and ingestion tables from the previous full run)" if reuse else ""),
         "",
         "## Retrieval quality (article level), side by side in one run",
         "",
@@ -110,4 +121,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(reuse="--reuse" in sys.argv)
