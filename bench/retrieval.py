@@ -38,10 +38,6 @@ def run(name: str, corpus_path, queries_path, plain_rrf: bool = True) -> dict[st
     for q in queries:
         lang = detect_language(q["query"], short=True, default="")
         hits = index.search(q["query"], 60, query_lang=lang)
-        ids: list[str] = []
-        for i, _ in hits:
-            d = index.ids[i].split("-")[0]
-            ids.append(d)
         # map chunk ids back to doc ids through Chroma metadata
         metas = store.get_chunks(f"bench-{name}", [index.ids[i] for i, _ in hits])
         docs: list[str] = []

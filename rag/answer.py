@@ -143,9 +143,7 @@ def select_evidence(sources: list[Source], qvec: np.ndarray, embedder, question:
         if sum(len(v) for v in picked.values()) >= limit:
             break
     for si, src in enumerate(sources):
-        chosen = set(picked.get(si, []))
-        # a neighbour gives the model the context a lone sentence lacks ("Das sei ...")
-        src.selected = sorted(chosen)
+        src.selected = sorted(picked.get(si, []))
 
 
 # ------------------------------------------------------------------ verification
@@ -414,7 +412,8 @@ def ask_stream(
             answer.notice = prompts.localized(prompts.FALLBACK_NOTICE, lang, reason=str(exc))
             provider = "extractive"
             yield "\n\n"
-    answer.provider = provider if provider == "extractive" else answer.provider
+    if provider == "extractive":
+        answer.provider = "extractive"
 
     if provider == "extractive":
         raw_text = extractive_text(sources, qvec, embedder)

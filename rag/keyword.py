@@ -9,7 +9,6 @@ changes, so several processes sharing a Chroma server never see a stale index.
 
 from __future__ import annotations
 
-import json
 import pickle
 import re
 import threading
@@ -142,7 +141,3 @@ def get_index(store, name: str, settings: Settings | None = None) -> KeywordInde
         tmp.replace(path)  # atomic: readers see the old or the new file, never half
         _cache[key] = index
         return index
-
-
-def describe(index: KeywordIndex) -> str:
-    return json.dumps({"revision": index.revision, "chunks": len(index.ids), "langs": index.corpus_langs})

@@ -116,8 +116,7 @@ def hybrid_search(
     for cid, doc, meta, cos in dense:
         info[cid] = {"text": doc, "meta": meta, "dense": cos}
     bm25_scores = {index.ids[i]: score for i, score in sparse}
-    fused: dict[str, float] = dict.fromkeys(list(info) + list(bm25_scores), 0.0)
-    missing = [cid for cid in fused if cid not in info]
+    missing = [cid for cid in bm25_scores if cid not in info]
     if missing:
         got = store.chunks(name).get(ids=missing, include=["documents", "metadatas", "embeddings"])
         for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=False):
