@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import zipfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -483,6 +484,10 @@ class Embedder:
         self.passage_prefix = "passage: " if is_e5 else ""
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(get_dim() or 0)
+        # Questions and article sentences recur within a conversation (retrieval, evidence selection
+        # and verification all embed them): a small LRU saves repeated model calls. ~12 MB at most.
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.cache_size = 8192
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Tokens the model reads for each text, with specials (no truncation)."""
@@ -490,22 +495,40 @@ class Embedder:
             enc = self.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
         return [len(ids) for ids in enc]
 
-    def embed_passages(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        return self._encode([self.passage_prefix + t for t in texts], batch_size)
+    def embed_passages(self, texts: list[str], batch_size: int = 32, cache: bool = False) -> np.ndarray:
+        """Passage vectors; `cache=True` for short texts that recur (sentences), not for ingest chunks."""
+        return self._encode([self.passage_prefix + t for t in texts], batch_size, cache)
 
-    def embed_queries(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        return self._encode([self.query_prefix + t for t in texts], batch_size)
+    def embed_queries(self, texts: list[str], batch_size: int = 32, cache: bool = True) -> np.ndarray:
+        return self._encode([self.query_prefix + t for t in texts], batch_size, cache)
 
-    def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def _encode(self, texts: list[str], batch_size: int, cache: bool = False) -> np.ndarray:
         import numpy as np
 
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
-            return self.model.encode(
-                texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            if not cache:
+                return self._model_encode(texts, batch_size)
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+            if missing:
+                for text, vec in zip(missing, self._model_encode(missing, batch_size), strict=True):
+                    self._cache[text] = vec
+            out = np.stack([self._cache[t] for t in texts])
+            for t in texts:
+                self._cache.move_to_end(t)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+            return out
+
+    def _model_encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        return self.model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False,
+        )
 
 
 _embedders: dict[str, Embedder] = {}

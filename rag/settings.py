@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     min_relevance: float = Field(0.80, description="Dense cosine below which nothing counts as relevant.")
     relevance_margin: float = Field(0.05, description="Sources more than this below the best one are left out.")
     evidence_sentences: int = Field(6, description="Sentences put into the prompt (fewer = faster first token).")
+    evidence_tokens: int = Field(
+        120, description="About this many tokens of source text go into the prompt (0 = no limit; fewer = faster)."
+    )
     verify_threshold: float = Field(0.88, description="Support score a cited sentence needs.")
     unsupported: Literal["flag", "remove"] = Field("flag", description="Unsupported sentences: flag or remove.")
     history_turns: int = Field(3, description="Earlier turns used for follow-ups.")

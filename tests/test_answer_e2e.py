@@ -58,6 +58,23 @@ def test_made_up_citation_number_is_dropped(corpus):
     assert "16. Januar 2024" in c.quote and c.verified  # re-attached to the source that supports it
 
 
+def test_evidence_token_budget_keeps_the_best_sentence_and_caps_the_prompt(corpus):
+    emb = load_embedder()
+    q = "Wie viele russische Delegationen besuchten Nordkorea 2023?"
+    qvec = emb.embed_queries([q])[0]
+
+    def picked(budget: int) -> list[str]:
+        sources = build_sources(hybrid_search(q, collection="news"), 3)
+        select_evidence(sources, qvec, emb, q, 8, token_budget=budget)
+        return [src.sentences[i][2] for src in sources for i in src.selected]
+
+    free, tight, tiny = picked(0), picked(80), picked(1)
+    assert len(free) == 8 and len(tight) < len(free)
+    assert sum(emb.count_tokens(tight)) <= 80
+    assert len(tiny) == 1 and "vier russische Delegationen" in tiny[0]  # the best sentence always goes in
+    assert any("vier russische Delegationen" in t for t in tight)
+
+
 @pytest.mark.slow
 def test_german_and_english_questions_about_the_seed(corpus):
     for item in [QA[0], QA[1], QA[3], QA[4]]:

@@ -50,6 +50,23 @@ def test_cross_lingual_german_question_is_closest_to_its_english_translation():
     assert sims[0] > sims[1] + 0.05, sims
 
 
+def test_embedding_cache_returns_the_model_vectors_and_skips_repeats():
+    emb = load_embedder()
+    texts = ["Lawrow traf Choe Son-hui in Moskau.", "The storm cut power to 20,000 homes.", "Lawrow traf Choe Son-hui in Moskau."]
+    emb.clear_cache()
+    direct = emb.embed_passages(texts, cache=False)
+    calls: list[int] = []
+    encode = emb._model_encode
+    emb._model_encode = lambda batch, size: calls.append(len(batch)) or encode(batch, size)
+    try:
+        first = emb.embed_passages(texts, cache=True)
+        again = emb.embed_passages(texts[:2], cache=True)
+    finally:
+        del emb._model_encode
+    assert calls == [2]  # the duplicate and the repeat call came from the cache
+    assert np.allclose(first, direct, atol=1e-5) and np.allclose(again, direct[:2], atol=1e-5)
+
+
 def test_embedder_folder_is_a_normal_sentence_transformers_model():
     from sentence_transformers import SentenceTransformer
 
