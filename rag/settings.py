@@ -35,6 +35,10 @@ class Settings(BaseSettings):
         description="'multilingual-e5-small' (provisioned offline) or any sentence-transformers id/path.",
     )
     embed_batch_size: int = Field(32, description="Chunks embedded per batch.")
+    embed_backend: Literal["onnx", "torch"] = Field(
+        "onnx", description="onnx: onnxruntime when the model folder has the exported graph (2-3x faster per "
+        "question), else torch; torch: always sentence-transformers."
+    )
 
     # LLM
     llm_provider: Literal["local", "openai", "extractive"] = Field(

@@ -50,6 +50,20 @@ def test_cross_lingual_german_question_is_closest_to_its_english_translation():
     assert sims[0] > sims[1] + 0.05, sims
 
 
+def test_onnx_backend_gives_the_torch_vectors():
+    from rag.models import Embedder
+
+    emb = load_embedder()
+    assert emb.backend == "onnxruntime"  # `make setup` exports the graph
+    torch_emb = Embedder(str(embedder_dir()), threads=2, backend="torch")
+    texts = ["Wann trafen sich Lawrow und Choe Son-hui?", "ok", "Die USA und Japan sind besorgt. " * 200]
+    for fn in ("embed_queries", "embed_passages"):
+        a = getattr(emb, fn)(texts, cache=False)
+        b = getattr(torch_emb, fn)(texts, cache=False)
+        assert a.shape == b.shape == (3, 384)
+        assert float((a * b).sum(1).min()) > 0.9999
+
+
 def test_embedding_cache_returns_the_model_vectors_and_skips_repeats():
     emb = load_embedder()
     texts = ["Lawrow traf Choe Son-hui in Moskau.", "The storm cut power to 20,000 homes.", "Lawrow traf Choe Son-hui in Moskau."]
