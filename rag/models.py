@@ -530,6 +530,7 @@ class Embedder:
         self.model = SentenceTransformer(name_or_path, device="cpu")
         self.tokenizer = self.model.tokenizer
         self.max_tokens = int(self.model.max_seq_length or 512)
+        self.encode_tokens = self.max_tokens  # texts are cut here when embedded (benchmarks lower it)
         is_e5 = "e5" in Path(name_or_path).name.lower() or "e5" in name_or_path.lower()
         # e5 models were trained with these prefixes; without them cross-lingual search degrades.
         self.query_prefix = "query: " if is_e5 else ""
@@ -603,8 +604,8 @@ class Embedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for b in range(0, len(order), batch_size):
             idx = order[b : b + batch_size]
-            enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_tokens,
-                                 return_tensors="np")
+            enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                 max_length=self.encode_tokens, return_tensors="np")
             out[idx] = self.session.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
                                                "attention_mask": enc["attention_mask"].astype(np.int64)})[0]
         return out
