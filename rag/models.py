@@ -515,36 +515,22 @@ class Embedder:
     """A sentence-transformers model with the e5 prefixes and a token counter."""
 
     def __init__(self, name_or_path: str, threads: int | None = None, backend: str = "onnx") -> None:
-        import torch
         import transformers
-        from sentence_transformers import SentenceTransformer
 
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()
-        if threads:
-            torch.set_num_threads(threads)
         self.name = name_or_path
+        self.threads = threads
         # The fast tokenizer keeps mutable truncation/padding state: concurrent calls from
         # threads (UI sessions, HTTP requests, ingest) corrupt each other, so calls are serialised.
         self._lock = threading.Lock()
-        self.model = SentenceTransformer(name_or_path, device="cpu")
-        self.tokenizer = self.model.tokenizer
-        self.max_tokens = int(self.model.max_seq_length or 512)
-        self.encode_tokens = self.max_tokens  # texts are cut here when embedded (benchmarks lower it)
-        is_e5 = "e5" in Path(name_or_path).name.lower() or "e5" in name_or_path.lower()
-        # e5 models were trained with these prefixes; without them cross-lingual search degrades.
-        self.query_prefix = "query: " if is_e5 else ""
-        self.passage_prefix = "passage: " if is_e5 else ""
-        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.dim = int(get_dim() or 0)
-        # Questions and article sentences recur within a conversation (retrieval, evidence selection
-        # and verification all embed them): a small LRU saves repeated model calls. ~12 MB at most.
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self.cache_size = 8192
+        self._model = None
         self.session = None
-        graph = onnx_file(Path(name_or_path))
+        folder = Path(name_or_path)
+        graph = onnx_file(folder)
         if backend == "onnx" and graph.is_file():
             import onnxruntime as ort
+            from transformers import AutoTokenizer
 
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads or 0
@@ -553,7 +539,38 @@ class Embedder:
             # BM25 and llama.cpp that run right after: retrieval p95 at 20k chunks was 77 ms spinning, 42 ms not.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+            # Without torch: no PyTorch import and no second copy of the weights (cold start, memory).
+            self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            st_config = json.loads((folder / "sentence_bert_config.json").read_text())
+            self.max_tokens = int(st_config.get("max_seq_length") or 512)
+            self.dim = int(json.loads((folder / "config.json").read_text())["hidden_size"])
+        else:
+            self.tokenizer = self.model.tokenizer
+            self.max_tokens = int(self.model.max_seq_length or 512)
+            get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+            self.dim = int(get_dim() or 0)
         self.backend = "onnxruntime" if self.session is not None else "torch"
+        self.encode_tokens = self.max_tokens  # texts are cut here when embedded (benchmarks lower it)
+        is_e5 = "e5" in folder.name.lower() or "e5" in name_or_path.lower()
+        # e5 models were trained with these prefixes; without them cross-lingual search degrades.
+        self.query_prefix = "query: " if is_e5 else ""
+        self.passage_prefix = "passage: " if is_e5 else ""
+        # Questions and article sentences recur within a conversation (retrieval, evidence selection
+        # and verification all embed them): a small LRU saves repeated model calls. ~12 MB at most.
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.cache_size = 8192
+
+    @property
+    def model(self):
+        """The sentence-transformers model (loaded on first use when onnxruntime does the embedding)."""
+        if self._model is None:
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            self._model = SentenceTransformer(self.name, device="cpu")
+        return self._model
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Tokens the model reads for each text, with specials (no truncation)."""
@@ -593,6 +610,8 @@ class Embedder:
 
     def _model_encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         if self.session is None:
+            if self.model.max_seq_length != self.encode_tokens:
+                self.model.max_seq_length = self.encode_tokens
             return self.model.encode(
                 texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
                 show_progress_bar=False,
