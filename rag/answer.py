@@ -427,7 +427,13 @@ def ask_stream(
         answer.provider = "extractive"
 
     if provider == "extractive":
-        raw_text = extractive_text(sources, qvec, embedder)
+        raw_text = extractive_text(sources, qvec, embedder, min_score=settings.extractive_min_score)
+        if not raw_text:
+            # Without a model to say NOT_IN_SOURCES, a quote this far from the question is not an answer.
+            refusal = refuse()
+            yield refusal.text
+            yield refusal
+            return
         if "first_token" not in timings:
             timings["first_token"] = time.perf_counter() - t0
         yield prompts.localized(prompts.EXTRACTIVE_NOTE, lang) + "\n" + raw_text
@@ -438,13 +444,17 @@ def ask_stream(
     yield final
 
 
-def extractive_text(sources: list[Source], qvec: np.ndarray, embedder, limit: int = 3) -> str:
-    """The best evidence sentences, quoted with their source numbers."""
+def extractive_text(sources: list[Source], qvec: np.ndarray, embedder, limit: int = 3,
+                    min_score: float = 0.0) -> str:
+    """The best evidence sentences, quoted with their source numbers; "" when even the best one
+    is less similar to the question than `min_score`."""
     picked = [(src.n, i) for src in sources for i in src.selected]
     if not picked:
         return ""
     texts = [next(s for s in sources if s.n == n).sentences[i][2] for n, i in picked]
     scores = embedder.embed_passages(texts, cache=True) @ qvec
+    if float(scores.max()) < min_score:
+        return ""
     best = sorted(np.argsort(-scores)[:limit].tolist(), key=lambda j: (picked[j][0], picked[j][1]))
     return " ".join(f"{texts[j]} [{picked[j][0]}]" for j in best)
 

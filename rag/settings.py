@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     evidence_tokens: int = Field(
         120, description="About this many tokens of source text go into the prompt (0 = no limit; fewer = faster)."
     )
+    extractive_min_score: float = Field(
+        0.82, description="Extractive answers (and the fallback) refuse unless a sentence is this close to the question."
+    )
     verify_threshold: float = Field(0.88, description="Support score a cited sentence needs.")
     unsupported: Literal["flag", "remove"] = Field("flag", description="Unsupported sentences: flag or remove.")
     history_turns: int = Field(3, description="Earlier turns used for follow-ups.")

@@ -15,7 +15,7 @@ import pytest
 from conftest import DATA, SEED_ID
 from helpers import free_port, wait_http
 from ingest.meta import detect_language
-from rag.answer import Chat, ask, build_sources, finish, select_evidence
+from rag.answer import Chat, ask, build_sources, extractive_text, finish, select_evidence
 from rag.models import PACKAGED_LLMS, gguf_path, load_embedder
 from rag.retrieve import hybrid_search, retrieve
 from rag.settings import get_settings
@@ -73,6 +73,23 @@ def test_evidence_token_budget_keeps_the_best_sentence_and_caps_the_prompt(corpu
     assert sum(emb.count_tokens(tight)) <= 80
     assert len(tiny) == 1 and "vier russische Delegationen" in tiny[0]  # the best sentence always goes in
     assert any("vier russische Delegationen" in t for t in tight)
+
+
+def test_extractive_answer_needs_a_sentence_close_to_the_question(corpus):
+    settings = get_settings()
+    emb = load_embedder()
+
+    def quoted(q: str) -> str:
+        sources = build_sources(hybrid_search(q, collection="news"), 3)
+        qvec = emb.embed_queries([q])[0]
+        select_evidence(sources, qvec, emb, q, 6, token_budget=settings.evidence_tokens)
+        return extractive_text(sources, qvec, emb, min_score=settings.extractive_min_score)
+
+    assert "Jung Pak" in quoted("What did Jung Pak say about talks?")  # cross-lingual, the lowest we keep
+    assert "vier russische Delegationen" in quoted("Wie viele russische Delegationen besuchten Nordkorea?")
+    # Off-topic questions still reach cosine >= min_relevance with e5; their best sentence does not.
+    assert quoted("What is the capital of Australia?") == ""
+    assert quoted("Wie hoch ist die Inflationsrate in der Schweiz?") == ""
 
 
 @pytest.mark.slow
