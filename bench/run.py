@@ -111,7 +111,7 @@ def main(reuse: bool = False) -> None:
               "600 English news articles around it, many about North Korea.", "",
               "| answerer | answer contains accepted | refusal accuracy | citation precision | citation recall "
               "| latency p50 s | first token p50 s |", "|---|---|---|---|---|---|---|"]
-    for llm, res in ans.get("answer_eval", {}).items():
+    for llm, res in ans["answer_eval"].items():
         a = res["answer"]
         lines.append(f"| {llm} | {a['answer_contains']:.2f} | {a['refusal_accuracy']:.2f} | "
                      f"{a['citation_precision']:.2f} | {a['citation_recall']:.2f} | {a['latency_p50']:.2f} | "

@@ -103,6 +103,11 @@ def forget_clients() -> None:
         _clients.clear()
 
 
+def _not_found(exc: Exception) -> bool:
+    """Chroma's "collection does not exist" (NotFoundError, or ValueError from older servers)."""
+    return "does not exist" in str(exc) or "NotFound" in type(exc).__name__
+
+
 class Store:
     """Typed access to the chunk and article collections of one Chroma."""
 
@@ -117,7 +122,7 @@ class Store:
         except (NewsragError, ValueError, KeyError, TypeError):
             raise
         except Exception as exc:  # connection refused, server gone, ...
-            if "does not exist" in str(exc) or "NotFound" in type(exc).__name__:
+            if _not_found(exc):
                 raise
             raise _wrap(exc, self.settings) from exc
 
@@ -144,7 +149,7 @@ class Store:
                 raise
             return False
         except Exception as exc:
-            if "does not exist" in str(exc) or "NotFound" in type(exc).__name__:
+            if _not_found(exc):
                 return False
             raise
         return not name.endswith(ARTICLES_SUFFIX)
@@ -163,7 +168,7 @@ class Store:
             try:
                 self._call(self.client.delete_collection, full)
             except Exception as exc:
-                if "does not exist" not in str(exc):
+                if not _not_found(exc):
                     raise
 
     def article_count(self, name: str) -> int:
@@ -181,7 +186,7 @@ class Store:
         try:
             meta = self.articles(name, create=False).metadata or {}
         except Exception as exc:
-            if "does not exist" in str(exc) or "NotFound" in type(exc).__name__:
+            if _not_found(exc):
                 return ""
             raise
         return str(meta.get("revision", ""))
