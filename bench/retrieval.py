@@ -1,66 +1,96 @@
-"""Retrieval quality, side by side in one run: newsrag vs the naive llama-index pipeline vs BM25 alone.
+"""Retrieval quality, side by side in one run, on every bench set: newsrag (hybrid) vs its peers.
 
-    python -m bench.retrieval   (after `make setup`)
+Pipelines: newsrag (hybrid), the naive llama-index pipeline (e5 prefixes set), one dense vector per whole
+article, BM25 alone (newsrag's keyword index) and newsrag dense only (its fused candidates by cosine).
+
+    python -m bench.retrieval                      (all sets, after `make setup`)
+    python -m bench.retrieval debian-ref-en2de ... (a subset)
+
+Prints one table per set and writes the results to bench/cache/retrieval-results.json (a subset run
+updates its sets there and keeps the others).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 
-from bench.common import NaivePipeline, read_jsonl, use_bench_settings
-from bench.datasets import debian_faq_de, news_articles
+from bench.common import NaivePipeline, WholeArticleDense, read_jsonl, use_bench_settings
+from bench.datasets import CACHE, debian_faq_de, debian_reference, news_articles
 from rag.evaluate import retrieval_metrics
 
+SETS: dict[str, Callable[[], tuple[Path, Path]]] = {
+    "news-en": news_articles,
+    "debian-faq-de": debian_faq_de,
+    "debian-ref-en2de": partial(debian_reference, "en2de"),
+    "debian-ref-de2en": partial(debian_reference, "de2en"),
+    "debian-ref-mixed": partial(debian_reference, "mixed"),
+}
+PIPELINES = ["newsrag (hybrid)", "naive llama-index (e5 prefixes)", "whole-article dense", "BM25 alone",
+             "newsrag dense only"]
+RESULTS_JSON = CACHE / "retrieval-results.json"
 
-def run(name: str, corpus_path, queries_path, plain_rrf: bool = True) -> dict[str, dict[str, float]]:
-    from ingest.meta import detect_language
+
+def run(name: str, corpus_path: Path, queries_path: Path) -> dict[str, dict[str, float]]:
     from ingest.pipeline import ingest
     from rag import keyword
-    from rag.retrieve import collapse, hybrid_search, retrieve
+    from rag.lang import detect_language
+    from rag.retrieval import collapse, hybrid_search, retrieve
     from rag.store import Store
 
     use_bench_settings()
+    collection = f"bench-{name}"
     records = read_jsonl(corpus_path)
     queries = read_jsonl(queries_path)
     gold = [q["gold"] for q in queries]
-    t = time.perf_counter()
-    report = ingest([corpus_path], collection=f"bench-{name}")
-    newsrag_ingest = time.perf_counter() - t
-    results: dict[str, dict[str, float]] = {}
+    ranked: dict[str, list[list[str]]] = {}
+    seconds: dict[str, float] = {}
 
-    ranked = [[p.doc_id for p in retrieve(q["query"], k=10, collection=f"bench-{name}")] for q in queries]
-    results["newsrag (hybrid)"] = retrieval_metrics(ranked, gold)
+    t = time.perf_counter()
+    report = ingest([corpus_path], collection=collection)
+    seconds["newsrag"] = time.perf_counter() - t
+    ranked["newsrag (hybrid)"] = [[p.doc_id for p in retrieve(q["query"], k=10, collection=collection)]
+                                  for q in queries]
+
+    naive = NaivePipeline(f"naive-{name}")
+    seconds["naive"] = naive.ingest(records)
+    ranked["naive llama-index (e5 prefixes)"] = [naive.retrieve(q["query"]) for q in queries]
+    del naive
+
+    whole = WholeArticleDense()
+    seconds["whole_article"] = whole.ingest(records)
+    ranked["whole-article dense"] = [whole.retrieve(q["query"]) for q in queries]
+    del whole
 
     store = Store()
-    index = keyword.get_index(store, f"bench-{name}")
+    index = keyword.get_index(store, collection)
     bm25_ranked = []
     for q in queries:
         lang = detect_language(q["query"], short=True, default="")
         hits = index.search(q["query"], 60, query_lang=lang)
         # map chunk ids back to doc ids through Chroma metadata
-        metas = store.get_chunks(f"bench-{name}", [index.ids[i] for i, _ in hits])
+        metas = store.get_chunks(collection, [index.ids[i] for i, _ in hits])
         docs: list[str] = []
         for i, _ in hits:
             d = str(metas[index.ids[i]][1]["doc_id"])
             if d not in docs:
                 docs.append(d)
         bm25_ranked.append(docs[:10])
-    results["BM25 alone"] = retrieval_metrics(bm25_ranked, gold)
+    ranked["BM25 alone"] = bm25_ranked
 
     dense_ranked = []
     for q in queries:
-        ps = hybrid_search(q["query"], collection=f"bench-{name}")
+        ps = hybrid_search(q["query"], collection=collection)
         ps.sort(key=lambda p: -(p.dense_score or 0))
         dense_ranked.append([p.doc_id for p in collapse(ps, 10)])
-    results["newsrag dense only"] = retrieval_metrics(dense_ranked, gold)
+    ranked["newsrag dense only"] = dense_ranked
 
-    naive = NaivePipeline(f"naive-{name}")
-    naive_ingest = naive.ingest(records)
-    naive_ranked = [naive.retrieve(q["query"]) for q in queries]
-    results["naive llama-index"] = retrieval_metrics(naive_ranked, gold)
-    results["_ingest_seconds"] = {"newsrag": newsrag_ingest, "naive": naive_ingest,
-                                  "articles": float(len(records)), "chunks": float(report.chunks_written)}
+    results: dict[str, dict[str, float]] = {pipe: retrieval_metrics(ranked[pipe], gold) for pipe in PIPELINES}
+    results["_ingest_seconds"] = {**seconds, "articles": float(len(records)), "chunks": float(report.chunks_written)}
     return results
 
 
@@ -72,20 +102,29 @@ def table(name: str, results: dict[str, dict[str, float]]) -> str:
             continue
         lines.append(f"| {pipe} | " + " | ".join(f"{m.get(c, 0):.3f}" for c in cols) + " |")
     n = results["newsrag (hybrid)"].get("queries", 0)
-    lines.append(f"\n{int(n)} queries.")
+    info = results.get("_ingest_seconds", {})
+    articles = f", {int(info['articles'])} articles" if "articles" in info else ""
+    lines.append(f"\n{int(n)} queries{articles}.")
     return "\n".join(lines)
 
 
-def main() -> dict:
+def main(names: list[str] | None = None) -> dict:
+    names = names or list(SETS)
+    unknown = [n for n in names if n not in SETS]
+    if unknown:
+        raise SystemExit(f"unknown set(s) {', '.join(unknown)}; choose from: {', '.join(SETS)}")
     out = {}
-    for name, build in (("news-en", news_articles), ("debian-faq-de", debian_faq_de)):
-        corpus, queries = build()
+    for name in names:
+        corpus, queries = SETS[name]()
         res = run(name, corpus, queries)
         out[name] = res
-        print(table(name, res), flush=True)
+        print(table(name, res), "\n", flush=True)
+    saved = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_JSON.write_text(json.dumps({**saved, **out}, indent=2))
+    print(f"results written to {RESULTS_JSON}")
     return out
 
 
 if __name__ == "__main__":
-    results = main()
-    print(json.dumps(results, indent=2))
+    main(sys.argv[1:])
