@@ -6,30 +6,61 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 RAG    := $(VENV)/bin/rag
 
-.PHONY: setup chat test test-fast lint bench models clean-index
+.PHONY: setup chat test test-fast lint bench models clean-index FORCE
 
 setup: $(STAMP) models
+
+# llama.cpp is compiled for a fixed, portable x86-64 level (AVX2/FMA/F16C/BMI2), never for the build
+# machine's own CPU: a native build on a CPU that advertises AMX or AVX-512 emits instructions that can
+# fault (SIGILL) on another machine, or even on the same VM (issue 11). Opt into a native build with
+#   make setup LLAMA_CMAKE_ARGS="-DGGML_NATIVE=ON"
+# (on aarch64 or a CPU without AVX2 use that, or "-DGGML_NATIVE=OFF" for a plain build).
+LLAMA_CPP_VERSION ?= 0.3.36
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+	-DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF \
+	-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+LLAMA_FLAGS_FILE := $(VENV)/.llama-cmake-args
+# The wheel is built into a folder named by a hash of the flags, never into pip's wheel cache, so a wheel
+# built with other flags (a native one from an older setup) is never reused.
+LLAMA_WHEELS := $(HOME)/.cache/newsrag/llama-wheels/$(shell printf '%s %s' '$(LLAMA_CPP_VERSION)' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-16)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip wheel setuptools
 
-# Reinstall only when pyproject.toml changes. The CPU build of torch goes in first
+# The flags file changes only when the flags do, so an existing venv with another build is rebuilt once.
+$(LLAMA_FLAGS_FILE): FORCE | $(PY)
+	@printf '%s %s\n' '$(LLAMA_CPP_VERSION)' '$(LLAMA_CMAKE_ARGS)' | cmp -s - $@ || \
+		printf '%s %s\n' '$(LLAMA_CPP_VERSION)' '$(LLAMA_CMAKE_ARGS)' > $@
+
+# Reinstall only when pyproject.toml or the llama.cpp flags change. The CPU build of torch goes in first
 # (a plain `torch` requirement would pull a multi-GB CUDA build).
-$(STAMP): pyproject.toml | $(PY)
-	$(PIP) install --quiet "torch==2.13.0+cpu" || $(PIP) install --quiet torch
-	@echo "installing newsrag (llama-cpp-python compiles from source the first time: ~5 min on 2 cores)"
-	$(PIP) install --quiet -e ".[dev]"
-	touch $(STAMP)
+$(STAMP): pyproject.toml $(LLAMA_FLAGS_FILE) | $(PY)
+	$(PIP) install --quiet "torch==2.13.0+cpu" || $(PIP) install --quiet torch==2.13.0 || $(PIP) install --quiet torch
+	@test -n "$$(ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl 2>/dev/null)" || { \
+		echo "building llama-cpp-python $(LLAMA_CPP_VERSION) (portable CPU flags; ~5 min on 2 cores, once)"; \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) wheel --quiet --no-cache-dir --no-deps --no-binary llama-cpp-python \
+			-w $(LLAMA_WHEELS) "llama-cpp-python==$(LLAMA_CPP_VERSION)"; }
+	$(PIP) install --quiet --no-cache-dir --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-*.whl
+	$(PIP) install --quiet -e ".[dev,bench]"
+	cp $(LLAMA_FLAGS_FILE) $(STAMP)
 
 models: $(STAMP)
 	$(RAG) models fetch --llm all
 
-SEED := $(wildcard ../shared/corpus/seed)
+# The seed article is part of the repository, so a bare clone's chat has it.
+SEED := tests/data/seed
 
+# `rag doctor` exits 3 when only the local LLM cannot run here: the chat then starts with quoted
+# (extractive) answers and says so, instead of failing on every question.
 chat: setup
 	$(RAG) ingest --demo small $(SEED) --if-empty
-	$(RAG) chat
+	@$(RAG) doctor; rc=$$?; \
+	if [ $$rc -eq 3 ]; then \
+		echo "newsrag: the local LLM does not work on this machine (see above); the chat answers with quoted sentences (RAG_LLM_PROVIDER=extractive)"; \
+		RAG_LLM_PROVIDER=extractive $(RAG) chat; \
+	elif [ $$rc -ne 0 ]; then exit $$rc; \
+	else $(RAG) chat; fi
 
 # Debian's chromium drives the browser tests (never `playwright install`).
 browser:

@@ -1,5 +1,6 @@
-"""LLM providers: local (llama-cpp-python), openai (any compatible server), extractive (none).
+"""LLM providers: local (llama.cpp in a supervised child process) and openai (any compatible server).
 
+The extractive answerer (no LLM at all) lives in rag/answer.py.
 Generation runs in a worker thread that feeds a queue, so a hung model is noticed
 after `llm_timeout` seconds and the caller can fall back to the extractive answer.
 """
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from rag.errors import LLMError
-from rag.settings import Settings, get_settings
+from rag.settings import PROVIDERS, Settings, get_settings
 
 
 class ChatModel(Protocol):
@@ -23,41 +24,8 @@ class ChatModel(Protocol):
     def stream(self, messages: list[dict[str, str]], max_tokens: int, temperature: float,
                stop: threading.Event) -> Iterator[str]: ...
 
-
-class LocalLLM:
-    """A GGUF model through llama-cpp-python, loaded once per process."""
-
-    def __init__(self, settings: Settings) -> None:
-        from rag.models import llm_model_file
-
-        path = llm_model_file(settings)
-        try:
-            from llama_cpp import Llama
-        except ImportError as exc:  # pragma: no cover - a dependency
-            raise LLMError("llama-cpp-python is not installed: run `make setup`") from exc
-        try:
-            self.llama = Llama(model_path=str(path), n_ctx=settings.llm_context, n_threads=settings.llm_threads,
-                               n_batch=256, verbose=False)
-        except Exception as exc:
-            raise LLMError(f"cannot load the local model {path}: {exc}. Delete it and run `make setup`") from exc
-        self.name = f"local:{path.name}"
-        self.lock = threading.Lock()  # one generation at a time: llama.cpp contexts are not thread-safe
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False))
-
-    def stream(self, messages, max_tokens, temperature, stop):
-        with self.lock:
-            # llama-cpp-python keeps the evaluated tokens; a prompt that starts with the
-            # same system text reuses that KV cache, so only the new part is evaluated.
-            for chunk in self.llama.create_chat_completion(
-                messages, max_tokens=max_tokens, temperature=temperature, stream=True, repeat_penalty=1.1,
-            ):
-                if stop.is_set():
-                    break
-                piece = chunk["choices"][0]["delta"].get("content")
-                if piece:
-                    yield piece
+    def abort(self) -> None:
+        """Give up on the current generation (it timed out)."""
 
 
 class OpenAILLM:
@@ -70,6 +38,9 @@ class OpenAILLM:
                              timeout=settings.llm_timeout, max_retries=0)
         self.model = settings.openai_model
         self.name = f"openai:{settings.openai_model}@{settings.openai_base_url}"
+
+    def abort(self) -> None:
+        """Nothing to stop on our side: the worker thread ends when the server closes the stream."""
 
     def stream(self, messages, max_tokens, temperature, stop):
         import openai
@@ -92,15 +63,75 @@ class OpenAILLM:
             raise LLMError("the LLM server timed out") from exc
 
 
+class LocalLLM(OpenAILLM):
+    """The packaged (or any) GGUF model, served by a child process that this process supervises
+    (rag/llm_process.py). A crash of the child is an LLMError here, never the end of this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        from rag.llm_process import LlamaServerProcess
+        from rag.models import llm_model_file
+
+        path = llm_model_file(settings)
+        self.settings = settings
+        self.server = LlamaServerProcess(settings, path)
+        self.server.start()  # loads while the question is embedded and retrieved
+        self.model = "local"
+        self.name = f"local:{path.name}"
+        self.client = None
+        self.client_url = ""
+        self.lock = threading.Lock()  # one generation at a time: the child serves one anyway
+
+    def connect(self) -> None:
+        from openai import OpenAI
+
+        url = self.server.wait_ready(self.settings.llm_start_timeout)
+        if url != self.client_url:
+            self.client = OpenAI(base_url=url, api_key="local", timeout=self.settings.llm_timeout, max_retries=0)
+            self.client_url = url
+
+    def stream(self, messages, max_tokens, temperature, stop):
+        with self.lock:
+            self.connect()
+            try:
+                yield from super().stream(messages, max_tokens, temperature, stop)
+            except Exception as exc:
+                died = self.server.check_crash()
+                if died:
+                    raise LLMError(f"the local LLM process died ({died.split(' (')[0]}); "
+                                   "it restarts on the next question") from exc
+                raise
+            died = self.server.check_crash() if not self.server.alive() else None
+            if died:  # a stream that ended early because the child died mid-answer
+                raise LLMError(f"the local LLM process died ({died.split(' (')[0]}) while answering; "
+                               "it restarts on the next question")
+
+    def count_tokens(self, text: str) -> int:
+        import httpx
+
+        self.connect()
+        r = httpx.post(f"http://127.0.0.1:{self.server.port}/extras/tokenize",
+                       json={"input": text, "model": self.model}, timeout=30)
+        r.raise_for_status()
+        return len(r.json()["tokens"])
+
+    def abort(self) -> None:
+        self.server.kill(f"hung past RAG_LLM_TIMEOUT={self.settings.llm_timeout:.0f}s")
+
+    def close(self) -> None:
+        self.server.close()
+
+
+# Every provider in rag.settings.PROVIDERS but "extractive" (which needs no model) has its class here.
+CHAT_MODELS: dict[str, type] = {"local": LocalLLM, "openai": OpenAILLM}
 _models: dict[tuple, ChatModel] = {}
 _models_lock = threading.Lock()
 
 
 @atexit.register
 def _close_models() -> None:
-    """Free llama.cpp models before interpreter teardown (its __del__ fails once modules are gone)."""
+    """Stop the local LLM child with this process."""
     for model in _models.values():
-        close = getattr(getattr(model, "llama", None), "close", None)
+        close = getattr(model, "close", None)
         if close:
             close()
     _models.clear()
@@ -111,15 +142,13 @@ def get_chat_model(provider: str, settings: Settings | None = None) -> ChatModel
     settings = settings or get_settings()
     if provider == "extractive":
         return None
-    key = (provider, str(settings.llm_model_path or settings.llm_model), settings.openai_base_url, settings.openai_model)
+    key = (provider, str(settings.llm_model_path or settings.llm_model), settings.openai_base_url, settings.openai_model,
+           settings.llm_server_command, str(settings.data_dir))
+    if provider not in CHAT_MODELS:
+        raise LLMError(f"unknown LLM provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
     with _models_lock:
         if key not in _models:
-            if provider == "local":
-                _models[key] = LocalLLM(settings)
-            elif provider == "openai":
-                _models[key] = OpenAILLM(settings)
-            else:
-                raise LLMError(f"unknown LLM provider {provider!r} (local, openai or extractive)")
+            _models[key] = CHAT_MODELS[provider](settings)
         return _models[key]
 
 
@@ -146,11 +175,12 @@ def stream_with_timeout(model: ChatModel, messages: list[dict[str, str]], *, max
     try:
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise LLMError(f"the LLM timed out after {timeout:.0f}s")
             try:
+                if remaining <= 0:
+                    raise queue.Empty
                 item = q.get(timeout=remaining)
             except queue.Empty as exc:
+                model.abort()
                 raise LLMError(f"the LLM timed out after {timeout:.0f}s") from exc
             if item is _DONE:
                 return

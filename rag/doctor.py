@@ -1,0 +1,97 @@
+"""`rag doctor`: does each part work on this machine? The LLM is tried in a child process, so a build
+that cannot run here (SIGILL) is reported instead of ending the check."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from rag.settings import Settings, get_settings
+
+# Exit codes: make chat starts the app with extractive answers when only the LLM fails.
+OK, BROKEN, LLM_BROKEN = 0, 2, 3
+
+
+@dataclass
+class Check:
+    part: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def llama_cpu_features() -> Check:
+    """The CPU features llama.cpp was compiled with, read in a child (loading the library is native code too)."""
+    code = "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())"
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return Check("llama.cpp build", False, "timed out reading the build info", "run `make setup`")
+    if out.returncode != 0:
+        from rag.llm_process import describe_exit
+
+        return Check("llama.cpp build", False, f"cannot load llama.cpp ({describe_exit(out.returncode)})",
+                     "rebuild it with `make setup`")
+    # "CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 0 | ..." -> the features that are on
+    parts = out.stdout.replace("\n", "|").replace(":", "|").split("|")
+    features = [part.split("=")[0].strip() for part in parts if part.strip().endswith("= 1")]
+    return Check("llama.cpp build", True, "CPU features: " + (" ".join(features) or "baseline only"))
+
+
+def llm_check(settings: Settings) -> Check:
+    if settings.llm_provider == "extractive":
+        return Check("LLM", True, "none configured (extractive answers)")
+    from rag.errors import NewsragError
+    from rag.llm import get_chat_model, stream_with_timeout
+
+    try:
+        model = get_chat_model(settings.llm_provider, settings)
+        t = time.perf_counter()
+        text = "".join(stream_with_timeout(model, [{"role": "user", "content": "Count from one to five in words."}],
+                                           max_tokens=16, temperature=0.0, timeout=settings.llm_timeout))
+        took = time.perf_counter() - t
+    except NewsragError as exc:
+        fix = ("rebuild llama.cpp with `make setup` (portable flags) or set RAG_LLM_PROVIDER=extractive"
+               if settings.llm_provider == "local" else "check RAG_OPENAI_BASE_URL and that the server runs")
+        return Check("LLM", False, str(exc), fix)
+    if not text.strip():
+        return Check("LLM", False, "the model answered nothing", "delete the GGUF file and run `rag models fetch`")
+    return Check("LLM", True, f"{model.name}: answered {text.strip()[:40]!r} in {took:.1f}s (load and answer)")
+
+
+def embedder_check(settings: Settings) -> Check:
+    from rag.errors import NewsragError
+    from rag.models import load_embedder
+
+    try:
+        vec = load_embedder(settings).embed_queries(["Wann besuchte Lawrow Pjöngjang?"])[0]
+    except NewsragError as exc:
+        return Check("embedder", False, str(exc), "run `rag models fetch`")
+    return Check("embedder", True, f"{settings.embed_model}: {len(vec)} dimensions")
+
+
+def store_check(settings: Settings) -> Check:
+    from rag.errors import NewsragError
+    from rag.store import Store
+
+    where = f"server {settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else str(settings.chroma_dir)
+    try:
+        names = Store(settings).collection_names()
+    except NewsragError as exc:
+        return Check("Chroma", False, str(exc), "start the Chroma server or unset RAG_CHROMA_HOST")
+    return Check("Chroma", True, f"{where}: {len(names)} collection(s)")
+
+
+def run_checks(settings: Settings | None = None) -> list[Check]:
+    settings = settings or get_settings()
+    checks = [llama_cpu_features()] if settings.llm_provider == "local" and not settings.llm_server_command else []
+    return checks + [embedder_check(settings), store_check(settings), llm_check(settings)]
+
+
+def exit_code(checks: list[Check]) -> int:
+    failed = {c.part for c in checks if not c.ok}
+    if not failed:
+        return OK
+    return LLM_BROKEN if failed <= {"LLM", "llama.cpp build"} else BROKEN

@@ -1,0 +1,216 @@
+"""The local LLM in a child process: llama.cpp's OpenAI-compatible server, started and supervised here.
+
+Why a child: llama.cpp is native code. An illegal instruction (SIGILL on a CPU that advertises AMX or
+AVX-512 that it cannot run), a segfault or an OOM kill inside it would end the process that asked, and
+with it every Streamlit session and every `rag serve` request. In a child the same fault is only an exit
+status: the question gets the extractive answer with a notice, and the next question starts a new child.
+
+One child per (model, settings) serves every thread of the parent: the UI's sessions, `rag serve`'s
+requests and `ask()` calls. It listens on 127.0.0.1 on a free port and watches its parent, so it never
+outlives it. `RAG_LLM_SERVER_COMMAND` replaces the default command (for example llama.cpp's own
+`llama-server` binary); the tests use it to start children that crash or hang on purpose.
+
+    python -m rag.llm_process --model FILE --port N [--ctx 2048 --threads 2]   (the child; started for you)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from rag.errors import LLMError
+from rag.settings import Settings
+
+log = logging.getLogger("newsrag.llm")
+
+READY_POLL_S = 0.1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def describe_exit(code: int | None) -> str:
+    """'signal SIGILL (illegal instruction)' for -4, 'exit code 1' for 1."""
+    if code is None:
+        return "still running"
+    if code < 0:
+        sig = signal.Signals(-code)
+        hint = {signal.SIGILL: " (illegal instruction: llama.cpp was built for a CPU feature this machine "
+                               "cannot run; rebuild with `make setup`, which uses portable flags)",
+                signal.SIGKILL: " (killed: out of memory, or stopped by newsrag after a timeout)",
+                signal.SIGSEGV: " (segmentation fault)"}.get(sig, "")
+        return f"signal {sig.name}{hint}"
+    return f"exit code {code}"
+
+
+class LlamaServerProcess:
+    """Starts, watches and restarts the child. Thread-safe; every method may be called from any thread."""
+
+    def __init__(self, settings: Settings, model_path: Path) -> None:
+        self.settings = settings
+        self.model_path = model_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.ready = False
+        self.lock = threading.RLock()
+        self.log_path = Path(settings.data_dir) / "logs" / "llm-server.log"
+        self.reported: set[int] = set()  # pids whose death was logged (once each)
+
+    # ------------------------------------------------------------------ process
+    def command(self, port: int) -> list[str]:
+        s = self.settings
+        if s.llm_server_command:
+            return shlex.split(s.llm_server_command.format(port=port, model=self.model_path, ctx=s.llm_context,
+                                                           threads=s.llm_threads, python=sys.executable))
+        return [sys.executable, "-m", "rag.llm_process", "--model", str(self.model_path), "--port", str(port),
+                "--ctx", str(s.llm_context), "--threads", str(s.llm_threads), "--parent", str(os.getpid())]
+
+    def start(self) -> None:
+        """Start the child if none is running; returns at once (the model loads while retrieval runs)."""
+        with self.lock:
+            if self.proc is not None and self.proc.poll() is None:
+                return
+            self._note_death()
+            self.port = free_port()
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with self.log_path.open("ab") as out:
+                out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting the local LLM server\n".encode())
+                out.flush()
+                self.proc = subprocess.Popen(self.command(self.port), stdin=subprocess.DEVNULL, stdout=out,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
+            self.ready = False
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout: float) -> str:
+        """Start the child if needed and wait until it answers; its base URL. LLMError when it dies or
+        does not come up within `timeout` seconds."""
+        import httpx
+
+        with self.lock:
+            self.start()
+            if self.ready:
+                return self.base_url
+            proc, url = self.proc, self.base_url
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                code = proc.poll()
+                if code is not None:
+                    self._note_death()
+                    raise LLMError(f"the local LLM process ended while loading ({describe_exit(code)}); "
+                                   f"see {self.log_path}")
+                try:
+                    if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                        self.ready = True
+                        return url
+                except httpx.HTTPError:
+                    pass
+                time.sleep(READY_POLL_S)
+            self.kill("did not start in time")
+            raise LLMError(f"the local LLM did not start within {timeout:.0f}s; see {self.log_path}")
+
+    def check_crash(self) -> str | None:
+        """After a failed request: a description of the child's death, or None if it is alive."""
+        with self.lock:
+            if self.proc is None:
+                return None
+            try:
+                code = self.proc.wait(timeout=0.5)  # a crashing child may need a moment to be reaped
+            except subprocess.TimeoutExpired:
+                return None
+            self._note_death()
+            return describe_exit(code)
+
+    def kill(self, why: str) -> None:
+        """Stop the child now (a hang past the timeout, or shutdown); the next question starts a new one."""
+        with self.lock:
+            if self.proc is None:
+                return
+            if self.proc.poll() is None:
+                log.error("local LLM process %s %s: killing it; the next question restarts it", self.proc.pid, why)
+                self.reported.add(self.proc.pid)
+                self.proc.kill()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a kernel that does not reap
+                pass
+            self.ready = False
+
+    def close(self) -> None:
+        with self.lock:
+            if self.proc is not None and self.proc.poll() is None:
+                self.reported.add(self.proc.pid)
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+            self.proc = None
+            self.ready = False
+
+    def _note_death(self) -> None:
+        """Log a dead child once, with its exit signal."""
+        if self.proc is None or self.proc.poll() is None or self.proc.pid in self.reported:
+            return
+        self.reported.add(self.proc.pid)
+        self.ready = False
+        log.error("local LLM process %s died: %s; it restarts on the next question (log: %s)",
+                  self.proc.pid, describe_exit(self.proc.returncode), self.log_path)
+
+
+# ---------------------------------------------------------------------- the child
+def _watch_parent(parent: int) -> None:
+    """End this child when the process that started it is gone (even if it was SIGKILLed)."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m rag.llm_process", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--ctx", type=int, default=2048)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--parent", type=int, default=0, help="exit when this process is gone")
+    args = parser.parse_args(argv)
+    if args.parent:
+        threading.Thread(target=_watch_parent, args=(args.parent,), daemon=True).start()
+
+    import uvicorn
+    from llama_cpp.server.app import create_app
+    from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+    app = create_app(
+        # interrupt_requests=False: a second session's question waits for the first instead of cutting it off.
+        server_settings=ServerSettings(host="127.0.0.1", port=args.port, interrupt_requests=False),
+        model_settings=[ModelSettings(model=args.model, model_alias="local", n_ctx=args.ctx, n_threads=args.threads,
+                                      n_threads_batch=args.threads, n_batch=256, verbose=False)],
+    )
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

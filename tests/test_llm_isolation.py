@@ -1,0 +1,140 @@
+"""The local LLM runs in a child process: when it crashes (SIGILL, SIGSEGV, SIGKILL mid-answer) or hangs,
+the asking process (HTTP API, Streamlit, CLI) stays alive, answers extractively with the notice, and the
+next question starts a new child. Real child processes throughout; nothing about the crash is mocked."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import ROOT, SEED_ID, use_settings
+
+FAKE = Path(__file__).resolve().parent / "fake_llm_server.py"
+QUESTION = "Wie viele russische Delegationen besuchten Nordkorea?"
+
+
+@pytest.fixture
+def fake_llm(corpus, tmp_path):
+    """Point the local provider at the stand-in child; yields a function that picks its failure mode."""
+    from rag import llm
+
+    saved = dict(os.environ)
+    state = tmp_path / "llm-state"
+
+    def use(mode: str, timeout: str = "120") -> Path:
+        command = f"{sys.executable} {FAKE} --port {{port}} --mode {mode} --state {state}"
+        use_settings(corpus, llm_server_command=command, llm_provider="local", llm_timeout=timeout)
+        return state
+
+    yield use
+    llm._close_models()
+    os.environ.clear()
+    os.environ.update(saved)
+    use_settings(Path(saved.get("RAG_DATA_DIR", "data")))
+
+
+def starts(state: Path) -> int:
+    return int((state / "starts").read_text())
+
+
+def local_server():
+    from rag.llm import get_chat_model
+
+    return get_chat_model("local").server
+
+
+def ask_api(client: TestClient, question: str = QUESTION) -> dict:
+    r = client.post("/ask", json={"question": question, "collection": "news", "llm": "local"})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.mark.parametrize("mode", ["sigill", "sigsegv"])
+def test_child_that_dies_by_signal_falls_back_and_restarts_http_api(fake_llm, mode, caplog):
+    from rag.api import create_app
+
+    state = fake_llm(mode)
+    client = TestClient(create_app())
+    with caplog.at_level(logging.ERROR, logger="newsrag.llm"):
+        first = ask_api(client)
+    assert first["provider"] == "extractive" and first["answered"]
+    assert "Sprachmodell" in first["notice"] and ("SIGILL" in first["notice"] or "SIGSEGV" in first["notice"])
+    assert first["citations"][0]["doc_id"] == SEED_ID
+    crash_lines = [r.getMessage() for r in caplog.records if "died" in r.getMessage()]
+    assert len(crash_lines) == 1 and f"SIG{mode[3:].upper()}" in crash_lines[0]  # logged once, with the signal
+    second = ask_api(client)  # the same process serves the next question through a new child
+    assert second["provider"] == "local" and not second["notice"], second
+    assert second["answered"] and "vier" in second["text"]
+    assert starts(state) == 2
+
+
+def test_child_that_hangs_is_killed_and_restarted_streamlit(fake_llm):
+    from streamlit.testing.v1 import AppTest
+
+    state = fake_llm("hang", timeout="3")
+    at = AppTest.from_file(str(ROOT / "ui" / "app.py"), default_timeout=300)
+    at.run()
+    at.sidebar.selectbox[1].set_value("local").run()
+    at.chat_input[0].set_value(QUESTION).run()
+    assert not at.exception
+    shown = " ".join(m.value for m in at.markdown) + " ".join(w.value for w in at.warning) + " ".join(
+        c.value for c in at.caption) + " ".join(i.value for i in at.info)
+    assert "Sprachmodell" in shown and "3s" in shown, shown
+    hung_pid = local_server().pid
+    assert local_server().proc.poll() is not None  # the hung child was killed
+    at.chat_input[0].set_value("Und wie viele Delegationen waren es genau?").run()
+    assert not at.exception
+    assert local_server().pid != hung_pid and local_server().alive()
+    assert starts(state) == 2
+    assert len([c for c in at.chat_message if c.name == "assistant"]) == 2
+
+
+def test_cli_survives_a_crashing_child(fake_llm, tmp_path):
+    state = tmp_path / "cli-state"
+    env = {**os.environ, "RAG_LLM_SERVER_COMMAND": f"{sys.executable} {FAKE} --port {{port}} --mode sigill --state {state}"}
+    out = subprocess.run([sys.executable, "-m", "rag.cli", "ask", QUESTION, "-c", "news", "--llm", "local", "--json"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["provider"] == "extractive" and data["answered"] and "SIGILL" in data["notice"]
+
+
+@pytest.mark.slow
+def test_real_llama_server_killed_mid_answer(corpus):
+    """The real llama.cpp child, SIGKILLed after its first token: extractive answer, then a new child."""
+    from rag import llm
+    from rag.api import create_app
+
+    saved = dict(os.environ)
+    use_settings(corpus, llm_provider="local")
+    try:
+        client = TestClient(create_app())
+        killed: list[int] = []
+        with client.stream("POST", "/ask", json={"question": "When did Lavrov meet Choe Son-hui in Moscow?",
+                                                 "collection": "news", "llm": "local", "stream": True}) as resp:
+            body = ""
+            for chunk in resp.iter_text():
+                body += chunk
+                if not killed and "event: token" in body:
+                    pid = local_server().pid
+                    killed.append(pid)
+                    threading.Thread(target=os.kill, args=(pid, signal.SIGKILL)).start()
+        final = json.loads(body.split("event: answer\ndata: ")[1].split("\n\n")[0])
+        assert killed and final["provider"] == "extractive" and "SIGKILL" in final["notice"], final["notice"]
+        again = ask_api(client, "When did Lavrov meet Choe Son-hui in Moscow?")
+        assert again["provider"] == "local" and not again["notice"] and "16" in again["text"]
+        assert local_server().pid != killed[0]
+    finally:
+        llm._close_models()
+        os.environ.clear()
+        os.environ.update(saved)
+        use_settings(Path(saved.get("RAG_DATA_DIR", "data")))
