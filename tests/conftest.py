@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SEED_DIR = ROOT.parent / "shared" / "corpus" / "seed"
+DATA = Path(__file__).resolve().parent / "data"
+# The seed article travels with the repository (a bare clone has no ../shared beside it).
+SEED_DIR = DATA / "seed"
 SEED_FILE = next(SEED_DIR.glob("*.txt"))
 SEED_ID = SEED_FILE.name
 SEED_TITLE = "Russland und Nordkorea verstärken ihre Beziehungen"
-DATA = Path(__file__).resolve().parent / "data"
 
 
 def use_settings(data_dir: Path, **env: str) -> None:
@@ -46,7 +47,8 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Seed article plus the 100-article demo corpus, ingested once into collection 'news'."""
-    from ingest.pipeline import demo_corpus, ingest
+    from ingest.pipeline import ingest
+    from rag.provision import demo_corpus
 
     base = tmp_path_factory.mktemp("corpus")
     saved = dict(os.environ)
