@@ -67,7 +67,7 @@ def latency_queries(n: int = 40) -> list[str]:
 
 def retrieval_latency(collection: str, queries: list[str]) -> dict[str, float]:
     from rag.models import load_embedder
-    from rag.retrieve import retrieve
+    from rag.retrieval import retrieve
     from rag.store import Store
 
     emb = load_embedder()

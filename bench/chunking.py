@@ -17,7 +17,7 @@ SETTINGS = [(120, 1), (220, 0), (220, 1), (350, 0), (350, 1), (480, 0)]
 
 def main(n_news: int = 200) -> dict:
     from ingest.pipeline import ingest
-    from rag.retrieve import retrieve
+    from rag.retrieval import retrieve
     from rag.settings import reset_settings
 
     use_bench_settings()

@@ -9,51 +9,10 @@ and kept under the window.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable
 
+from rag.text import split_sentences
 from rag.types import Article, Chunk
-
-# Words after which a period does not end a sentence (de/en/fr/es/it/nl).
-ABBREVIATIONS = {
-    "dr", "prof", "nr", "no", "bzw", "ca", "vgl", "usw", "etc", "z", "b", "d", "h", "u", "s", "mr", "mrs", "ms",
-    "st", "jr", "sr", "vs", "gen", "col", "lt", "sgt", "rep", "sen", "gov", "inc", "ltd", "co", "corp", "jan",
-    "feb", "febr", "mär", "apr", "jun", "jul", "aug", "sep", "sept", "okt", "oct", "nov", "dez", "dec", "abs",
-    "art", "bd", "hrsg", "mio", "mrd", "tel", "str", "min", "max", "ggf", "evtl", "inkl", "zzgl", "mme", "mlle",
-    "sig", "sra", "ing", "dipl", "fig", "al", "approx", "dept", "est", "u.s", "e.g", "i.e", "a.m", "p.m",
-}
-SENTENCE_END = re.compile(r"[.!?…]+[\"'”“»«)\]]*(?=\s+)|\n+")
-
-
-def split_sentences(text: str, offset: int = 0) -> list[tuple[int, int]]:
-    """Spans (start, end) of sentences in `text`, shifted by `offset`; newlines always split."""
-    spans: list[tuple[int, int]] = []
-    start = 0
-    for m in SENTENCE_END.finditer(text):
-        end = m.end()
-        if m.group(0)[0] != "\n":
-            before = text[start : m.start()].rsplit(None, 1)
-            word = before[-1].lower().strip("(\"'„“") if before else ""
-            nxt = text[end : end + 3].lstrip()
-            # "16. Januar", "z. B.", "Dr. Meier", "U.S. officials": not an end.
-            if (word.isdigit() and len(word) <= 2) or word in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
-                continue
-            if nxt[:1].islower():
-                continue
-        _add_span(text, start, end, offset, spans)
-        start = end
-    _add_span(text, start, len(text), offset, spans)
-    return spans
-
-
-def _add_span(text: str, start: int, end: int, offset: int, spans: list[tuple[int, int]]) -> None:
-    seg = text[start:end]
-    stripped = seg.strip()
-    if not stripped:
-        return
-    lead = len(seg) - len(seg.lstrip())
-    s = start + lead
-    spans.append((s + offset, s + len(stripped) + offset))
 
 
 def chunk_header(article: Article) -> str:

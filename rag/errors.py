@@ -15,6 +15,10 @@ class StoreUnavailableError(NewsragError):
     """The vector store (embedded or a Chroma server) cannot be reached."""
 
 
+class CollectionNotFoundError(NewsragError):
+    """The named collection does not exist (names the ones that do)."""
+
+
 class LLMError(NewsragError):
     """The language model failed, timed out or returned garbage."""
 

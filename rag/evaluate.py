@@ -60,7 +60,7 @@ def percentile(values: list[float], p: float) -> float:
 
 def run_eval(path: Path, *, collection: str | None = None, mode: str = "retrieve", llm: str | None = None,
              k: int = 10) -> dict[str, Any]:
-    from rag.retrieve import retrieve
+    from rag.retrieval import retrieve
 
     queries = load_queries(path)
     ranked, gold, latencies = [], [], []
@@ -78,7 +78,8 @@ def run_eval(path: Path, *, collection: str | None = None, mode: str = "retrieve
 
 
 def answer_metrics(queries: list[dict[str, Any]], collection: str | None, llm: str | None) -> dict[str, float]:
-    from rag.answer import ask, split_claims
+    from rag.answer import ask
+    from rag.verify import split_claims
 
     contains = answerable = 0
     refused_right = unanswerable = 0

@@ -5,13 +5,17 @@ stems every text with one language; news corpora mix languages, so each chunk is
 stemmed with its own article's language and a query with every corpus language.
 The truth stays in Chroma: the cache is rebuilt whenever the collection's revision
 changes, so several processes sharing a Chroma server never see a stale index.
+The cache is bm25s's own format (numpy arrays, memory-mapped on load, and JSON) plus a JSON
+file of ids and metadata: nothing is unpickled, so a shared data folder cannot run code.
 """
 
 from __future__ import annotations
 
-import pickle
+import json
 import re
+import shutil
 import threading
+import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,15 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from rag.lang import STEMMER_LANGS
 from rag.settings import Settings, get_settings
+from rag.text import STOPWORDS
 
 TOKEN = re.compile(r"\w+", re.UNICODE)
-STEMMER_LANGS = {
-    "en": "english", "de": "german", "fr": "french", "es": "spanish", "it": "italian", "nl": "dutch",
-    "pt": "portuguese", "ru": "russian", "sv": "swedish", "da": "danish", "nb": "norwegian", "no": "norwegian",
-    "fi": "finnish", "hu": "hungarian", "ro": "romanian", "tr": "turkish",
-}
-STOPWORDS = set(["a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "for", "from", "has", "have", "he", "her", "his", "i", "in", "is", "it", "its", "of", "on", "or", "our", "she", "that", "the", "their", "them", "they", "this", "to", "was", "we", "were", "what", "when", "where", "which", "who", "why", "will", "with", "you", "your", "do", "does", "did", "not", "no", "how", "than", "then", "there", "der", "die", "das", "den", "dem", "des", "ein", "eine", "einer", "eines", "einem", "einen", "und", "oder", "aber", "ist", "sind", "war", "waren", "wird", "werden", "hat", "haben", "hatte", "ich", "du", "er", "sie", "es", "wir", "ihr", "mit", "von", "zu", "zur", "zum", "im", "in", "am", "an", "auf", "aus", "bei", "für", "um", "über", "unter", "nach", "vor", "wie", "was", "wer", "wo", "wann", "warum", "welche", "welcher", "welches", "nicht", "kein", "keine", "auch", "noch", "nur", "schon", "so", "sich", "dass", "als", "bis", "durch", "gegen", "ohne", "le", "la", "les", "un", "une", "des", "du", "de", "et", "ou", "est", "sont", "dans", "pour", "sur", "par", "avec", "qui", "que", "quoi", "el", "los", "las", "y", "en", "es", "por", "para", "con"])
 
 
 @lru_cache(maxsize=32)
@@ -85,10 +85,46 @@ _cache: dict[str, KeywordIndex] = {}
 _lock = threading.Lock()
 
 
-def _cache_file(settings: Settings, name: str) -> Path:
+def _cache_dir(settings: Settings, name: str) -> Path:
     where = settings.chroma_host or "embedded"
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{where}-{settings.chroma_port}") if settings.chroma_host else where
-    return settings.data_dir / "keyword" / safe / f"{name}.pkl"
+    return settings.data_dir / "keyword" / safe / name
+
+
+def save(index: KeywordIndex, folder: Path) -> None:
+    """Write the index to `folder` atomically: readers see the old folder or the new one, never half."""
+    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.mkdir(parents=True)
+    if index.model is not None:
+        index.model.save(str(tmp / "bm25"))
+    np.save(tmp / "date_ord.npy", index.date_ord)
+    meta = {"revision": index.revision, "ids": index.ids, "sources": index.sources, "langs": index.langs,
+            "corpus_langs": index.corpus_langs, "empty": index.model is None}
+    (tmp / "index.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.old")
+    try:
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+    except OSError:  # another process swapped in its copy at the same moment: keep that one
+        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load(folder: Path, revision: str) -> KeywordIndex | None:
+    """The saved index if it is at `revision`, else None (no pickle: JSON and memory-mapped numpy)."""
+    import bm25s
+
+    try:
+        meta = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+        if meta.get("revision") != revision:
+            return None
+        model = None if meta["empty"] else bm25s.BM25.load(str(folder / "bm25"), mmap=True, load_corpus=False)
+        date_ord = np.load(folder / "date_ord.npy", allow_pickle=False)
+        return KeywordIndex(revision, list(meta["ids"]), date_ord, list(meta["sources"]), list(meta["langs"]),
+                            list(meta["corpus_langs"]), model)
+    except (OSError, ValueError, KeyError, TypeError):  # missing, torn or old cache: rebuilt
+        return None
 
 
 def build(store, name: str, revision: str) -> KeywordIndex:
@@ -118,26 +154,15 @@ def get_index(store, name: str, settings: Settings | None = None) -> KeywordInde
     """The collection's keyword index at its current revision (memory, then disk, then rebuilt)."""
     settings = settings or get_settings()
     revision = store.revision(name)
-    key = f"{_cache_file(settings, name)}"
+    folder = _cache_dir(settings, name)
+    key = str(folder)
     with _lock:
         cached = _cache.get(key)
         if cached is not None and cached.revision == revision:
             return cached
-        path = Path(key)
-        if path.exists():
-            try:
-                with path.open("rb") as fh:
-                    loaded = pickle.load(fh)
-                if isinstance(loaded, KeywordIndex) and loaded.revision == revision:
-                    _cache[key] = loaded
-                    return loaded
-            except Exception:  # a torn or old cache file is just rebuilt
-                pass
-        index = build(store, name, revision)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
-        with tmp.open("wb") as fh:
-            pickle.dump(index, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(path)  # atomic: readers see the old or the new file, never half
+        index = load(folder, revision) if folder.exists() else None
+        if index is None:
+            index = build(store, name, revision)
+            save(index, folder)
         _cache[key] = index
         return index

@@ -103,8 +103,8 @@ def format_source(n: int, title: str, outlet: str, date: str, text: str) -> str:
                                   text=quote_source(text))
 
 
-def answer_messages(question: str, sources: list[str], language: str, history: list[tuple[str, str]],
-                    source_languages: list[str] | None = None) -> list[dict[str, str]]:
+def answer_messages(question: str, sources: list[str], language: str,
+                    history: list[tuple[str, str]]) -> list[dict[str, str]]:
     turns = "\n".join(f"User: {q}\nAssistant: {a}" for q, a in history)
     user = ANSWER_TEMPLATE.format(
         sources="\n\n".join(sources), question=question.strip(), language=language,

@@ -1,4 +1,5 @@
-"""Hybrid retrieval: dense (Chroma, e5 `query: `) + BM25, fused by reciprocal rank, collapsed by story."""
+"""Hybrid retrieval: dense (Chroma, e5 `query: `) + BM25, fused by a convex combination of normalised scores,
+collapsed by story."""
 
 from __future__ import annotations
 
@@ -6,77 +7,9 @@ import time
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from rag.settings import Settings, get_settings
-from rag.types import Passage
-
-
-class Filters(BaseModel):
-    since: str | None = None  # inclusive, ISO date (or anything parse_date reads)
-    until: str | None = None
-    sources: list[str] = Field(default_factory=list)
-    languages: list[str] = Field(default_factory=list)
-
-    @classmethod
-    def of(cls, value: Filters | dict | None) -> Filters:
-        if value is None:
-            return cls()
-        return value if isinstance(value, Filters) else cls(**value)
-
-    def bounds(self) -> tuple[int, int]:
-        from ingest.meta import date_ordinal, parse_date
-
-        lo = date_ordinal(parse_date(self.since)) if self.since else 0
-        hi = date_ordinal(parse_date(self.until)) if self.until else 0
-        return lo, hi
-
-    def is_empty(self) -> bool:
-        return not (self.since or self.until or self.sources or self.languages)
-
-    def where(self) -> dict[str, Any] | None:
-        clauses: list[dict[str, Any]] = []
-        lo, hi = self.bounds()
-        if lo:
-            clauses.append({"date_ord": {"$gte": lo}})
-        if hi:
-            clauses.append({"date_ord": {"$lte": hi}})
-        if self.since or self.until:
-            clauses.append({"date_ord": {"$gt": 0}})
-        if self.sources:
-            clauses.append({"source": {"$in": list(self.sources)}})
-        if self.languages:
-            clauses.append({"lang": {"$in": [lang.lower() for lang in self.languages]}})
-        if not clauses:
-            return None
-        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
-
-    def mask(self, index) -> np.ndarray | None:  # index: keyword.KeywordIndex
-        if self.is_empty():
-            return None
-        mask = np.ones(len(index.ids), dtype=bool)
-        lo, hi = self.bounds()
-        if self.since or self.until:
-            mask &= index.date_ord > 0
-        if lo:
-            mask &= index.date_ord >= lo
-        if hi:
-            mask &= index.date_ord <= hi
-        if self.sources:
-            wanted = set(self.sources)
-            mask &= np.array([s in wanted for s in index.sources], dtype=bool)
-        if self.languages:
-            wanted = {lang.lower() for lang in self.languages}
-            mask &= np.array([lang in wanted for lang in index.langs], dtype=bool)
-        return mask
-
-    def merged(self, other: Filters) -> Filters:
-        return Filters(
-            since=max(filter(None, [self.since, other.since]), default=None),
-            until=min(filter(None, [self.until, other.until]), default=None),
-            sources=self.sources or other.sources,
-            languages=self.languages or other.languages,
-        )
+from rag.types import Filters, Passage
 
 
 def hybrid_search(
@@ -99,9 +32,9 @@ def hybrid_search(
     flt = Filters.of(filters)
     store = Store(settings)
     if not store.exists(name):
-        from rag.errors import NewsragError
+        from rag.errors import CollectionNotFoundError
 
-        raise NewsragError(f"no collection named {name!r}: ingest articles first (`rag ingest PATH -c {name}`)")
+        raise CollectionNotFoundError(f"no collection named {name!r}: ingest articles first (`rag ingest PATH -c {name}`)")
     n = candidates or settings.candidates
     t0 = time.perf_counter()
     qvec = load_embedder(settings).embed_queries([query])[0]
@@ -217,7 +150,7 @@ def retrieve(
     settings: Settings | None = None,
 ) -> list[Passage]:
     """The k best sources for a question: one passage per article/story, best first."""
-    from ingest.meta import detect_language
+    from rag.lang import detect_language
 
     lang = detect_language(question, short=True, default="")
     passages = hybrid_search(question, collection=collection, filters=filters, settings=settings, query_lang=lang)

@@ -10,10 +10,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDER = "multilingual-e5-small"
+
+# The answer providers, in one place: settings validation, the CLI's --llm choices and the UI's selector
+# read this; rag/llm.py maps each LLM name to its class.
+PROVIDERS: dict[str, str] = {
+    "local": "llama.cpp in a supervised child process (packaged GGUF or RAG_LLM_MODEL_PATH)",
+    "openai": "any OpenAI-compatible server (RAG_OPENAI_BASE_URL)",
+    "extractive": "no LLM: the best-matching source sentences, quoted",
+}
 
 
 class Settings(BaseSettings):
@@ -41,8 +49,8 @@ class Settings(BaseSettings):
     )
 
     # LLM
-    llm_provider: Literal["local", "openai", "extractive"] = Field(
-        "local", description="local (llama.cpp), openai (any compatible server) or extractive."
+    llm_provider: str = Field(
+        "local", description="local (llama.cpp in a child process), openai (any compatible server) or extractive."
     )
     llm_model: Literal["qwen2.5-1.5b", "qwen2.5-0.5b"] = Field(
         "qwen2.5-1.5b", description="Packaged local model to use when no path is given."
@@ -53,6 +61,13 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(320, description="Longest answer (tokens).")
     llm_temperature: float = Field(0.1, description="Sampling temperature.")
     llm_timeout: float = Field(120.0, description="Seconds before the LLM counts as hung.")
+    llm_start_timeout: float = Field(
+        180.0, description="Seconds the local LLM process may take to load before it counts as failed."
+    )
+    llm_server_command: str | None = Field(
+        None, description="Command that starts the local OpenAI-compatible LLM server instead of llama-cpp-python's "
+        "(placeholders {port} {model} {ctx} {threads} {python}), e.g. 'llama-server -m {model} --port {port}'."
+    )
 
     # OpenAI-compatible server
     openai_base_url: str = Field("http://127.0.0.1:8080/v1", description="Base URL of the server.")
@@ -90,19 +105,39 @@ class Settings(BaseSettings):
     # HTTP API
     api_token: SecretStr | None = Field(None, description="Bearer token for `rag serve` (needed off 127.0.0.1).")
 
+    @field_validator("llm_provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in PROVIDERS:
+            raise ValueError(f"unknown LLM provider {value!r}; choose one of {', '.join(PROVIDERS)}")
+        return value
+
     @property
     def chroma_dir(self) -> Path:
         return self.chroma_path or (self.data_dir / "chroma")
 
-    def public_dict(self) -> dict[str, object]:
-        """Settings safe to show: secrets masked."""
-        shown: dict[str, object] = {}
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if isinstance(value, SecretStr):
-                value = "***" if value.get_secret_value() else ""
-            shown[name] = str(value) if isinstance(value, Path) else value
-        return shown
+
+ENV_EXAMPLE_HEAD = """# newsrag settings: copy to .env and change what you need. Every name takes the prefix RAG_.
+# Secrets (API keys, tokens) are never printed or logged.
+# Generated from rag/settings.py by `python -m rag.settings > .env.example` (a test checks it is current).
+"""
+
+
+def env_example() -> str:
+    """The text of .env.example: every setting with its description and default."""
+    lines = [ENV_EXAMPLE_HEAD]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if name == "llm_threads":
+            shown = "(number of cores)"
+        elif name == "model_dir":
+            shown = "~/.cache/newsrag/models"
+        elif isinstance(default, SecretStr):
+            shown = "" if default.get_secret_value() in ("", "not-needed") else "***"
+        else:
+            shown = "" if default is None else str(default)
+        lines.append(f"# {field.description}\n# RAG_{name.upper()}={shown}")
+    return "\n".join(lines) + "\n"
 
 
 @lru_cache(maxsize=1)
@@ -113,3 +148,7 @@ def get_settings() -> Settings:
 def reset_settings() -> None:
     """Forget the cached settings (tests and the UI change them)."""
     get_settings.cache_clear()
+
+
+if __name__ == "__main__":
+    print(env_example(), end="")

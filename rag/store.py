@@ -13,11 +13,13 @@ from __future__ import annotations
 import re
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from rag.errors import NewsragError, StoreUnavailableError
+from rag.errors import CollectionNotFoundError, NewsragError, StoreUnavailableError
 from rag.settings import Settings, get_settings
+from rag.types import ArticleRecord
 
 ARTICLES_SUFFIX = "__articles"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,60}[A-Za-z0-9]$")
@@ -83,12 +85,11 @@ def get_client(settings: Settings | None = None):
                 )
                 client.heartbeat()
             else:
-                import fcntl
+                from filelock import FileLock
 
                 settings.chroma_dir.mkdir(parents=True, exist_ok=True)
                 # Two processes creating a new embedded store at once race on its tables.
-                with open(settings.chroma_dir.parent / ".chroma-init.lock", "w") as lock:
-                    fcntl.flock(lock, fcntl.LOCK_EX)
+                with FileLock(str(settings.chroma_dir.parent / ".chroma-init.lock")):
                     client = chromadb.PersistentClient(
                         path=str(settings.chroma_dir), settings=ChromaSettings(anonymized_telemetry=False)
                     )
@@ -163,7 +164,7 @@ class Store:
         check_name(name)
         names = self.collection_names()
         if name not in names:
-            raise NewsragError(f"no collection named {name!r} (have: {', '.join(names) or 'none'})")
+            raise CollectionNotFoundError(f"no collection named {name!r} (have: {', '.join(names) or 'none'})")
         for full in (name, name + ARTICLES_SUFFIX):
             try:
                 self._call(self.client.delete_collection, full)
@@ -197,23 +198,23 @@ class Store:
         return rev
 
     # --------------------------------------------------------------- manifest
-    def manifest(self, name: str) -> dict[str, dict[str, Any]]:
-        """doc_id -> article record metadata."""
+    def manifest(self, name: str) -> dict[str, ArticleRecord]:
+        """doc_id -> its manifest record."""
         if not self.exists(name):
             return {}
         col = self.articles(name)
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, ArticleRecord] = {}
         offset = 0
         while True:
             got = self._call(col.get, include=["metadatas"], limit=PAGE, offset=offset)
             ids = got["ids"]
             for doc_id, meta in zip(ids, got["metadatas"] or [], strict=False):
-                out[doc_id] = dict(meta or {})
+                out[doc_id] = ArticleRecord.from_metadata(dict(meta or {}))
             if len(ids) < PAGE:
                 return out
             offset += PAGE
 
-    def put_articles(self, name: str, records: dict[str, dict[str, Any]]) -> None:
+    def put_articles(self, name: str, records: dict[str, ArticleRecord]) -> None:
         if not records:
             return
         col = self.articles(name)
@@ -222,7 +223,7 @@ class Store:
         for i in range(0, len(ids), batch):
             part = ids[i : i + batch]
             self._call(col.upsert, ids=part, embeddings=[[1.0]] * len(part),
-                       metadatas=[clean_metadata(records[d]) for d in part])
+                       metadatas=[clean_metadata(records[d].to_metadata()) for d in part])
 
     def delete_articles(self, name: str, doc_ids: list[str]) -> None:
         if doc_ids:
@@ -288,17 +289,11 @@ class Store:
         rows = []
         for name in self.collection_names():
             manifest = self.manifest(name)
-            live = [m for m in manifest.values() if not m.get("duplicate_of")]
-            dates = sorted(str(m["date"])[:10] for m in live if m.get("date"))
-            langs: dict[str, int] = {}
-            for m in live:
-                if m.get("lang"):
-                    langs[str(m["lang"])] = langs.get(str(m["lang"]), 0) + 1
-            sources: dict[str, int] = {}
-            for m in live:
-                if m.get("source"):
-                    sources[str(m["source"])] = sources.get(str(m["source"]), 0) + 1
-            ingested = max((str(m.get("ingested_at", "")) for m in manifest.values()), default="")
+            live = [m for m in manifest.values() if not m.duplicate_of]
+            dates = sorted(m.date[:10] for m in live if m.date)
+            langs = dict(Counter(m.lang for m in live if m.lang))
+            sources = dict(Counter(m.source for m in live if m.source))
+            ingested = max((m.ingested_at for m in manifest.values()), default="")
             rows.append({
                 "name": name,
                 "articles": len(manifest),

@@ -14,10 +14,11 @@ import pytest
 
 from conftest import DATA, SEED_ID
 from helpers import free_port, wait_http
-from ingest.meta import detect_language
-from rag.answer import Chat, ask, build_sources, extractive_text, finish, select_evidence
+from rag.answer import Chat, ask, finish
+from rag.evidence import build_sources, extractive_text, select_evidence
+from rag.lang import detect_language
 from rag.models import PACKAGED_LLMS, gguf_path, load_embedder
-from rag.retrieve import hybrid_search, retrieve
+from rag.retrieval import hybrid_search, retrieve
 from rag.settings import get_settings
 from rag.types import Answer
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import date
 
-from rag.answer import MarkerFilter, condense_query, normalise_history, split_claims
+from rag.answer import condense_query, normalise_history
 from rag.dates import question_dates
 from rag.prompts import NOT_COVERED, answer_messages, format_source
 from rag.types import Answer
+from rag.verify import MarkerFilter, split_claims
 
 
 def stream(filter_: MarkerFilter, pieces: list[str]) -> str:

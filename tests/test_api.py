@@ -28,7 +28,9 @@ def test_http_api_ingest_retrieve_ask_collections(data_dir):
     assert "event: token" in body and "event: answer" in body
     final = json.loads(body.split("event: answer\ndata: ")[1].split("\n\n")[0])
     assert final["answered"]
-    assert client.post("/ask", json={"question": "x?", "collection": "nope"}).status_code == 400
+    assert client.post("/ask", json={"question": "x?", "collection": "nope"}).status_code == 404
+    assert client.post("/ask", json={"question": " ", "collection": "api"}).status_code == 422
+    assert client.get("/healthz").json() == {"status": "ok", "chroma": "ok"}
     assert "/ask" in client.get("/openapi.json").json()["paths"]
 
 
@@ -41,4 +43,6 @@ def test_non_loopback_needs_a_token(data_dir, monkeypatch):
     reset_settings()
     client = TestClient(create_app(bind_host="0.0.0.0"))
     assert client.get("/collections").status_code == 401
+    assert client.get("/collections", headers={"Authorization": "Bearer s3cre"}).status_code == 401
     assert client.get("/collections", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.get("/healthz").status_code == 200  # health needs no token and tells no secrets

@@ -71,7 +71,8 @@ def test_four_threads_ask_during_reingest_without_errors(data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_two_ingests_at_once_neither_duplicate_nor_lose(data_dir, tmp_path):
-    from ingest.pipeline import demo_corpus, ingest
+    from ingest.pipeline import ingest
+    from rag.provision import demo_corpus
     from rag.store import Store
 
     lines = demo_corpus("small").read_text(encoding="utf-8").splitlines(keepends=True)

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import SEED_DIR, SEED_ID
-from ingest.load import SUPPORTED, load_file
+from ingest.load import LOADERS, load_file
 from rag.errors import IngestError
 
-EXTENSIONS = sorted(SUPPORTED)
+EXTENSIONS = sorted(LOADERS)
 FUZZ_COUNTER = {"files": 0}
 
 

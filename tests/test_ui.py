@@ -53,7 +53,7 @@ def test_unanswerable_question_looks_different(corpus):
     at.sidebar.selectbox[1].set_value("extractive").run()
     at.chat_input[0].set_value("Wie heißt der Bürgermeister von Flensburg?").run()
     assert at.warning and "nicht" in at.warning[0].value
-    assert any("Closest sources" in m.value for m in at.markdown)
+    assert any("Nächstliegende Quellen" in m.value for m in at.markdown)  # in the question's language
 
 
 @pytest.mark.slow

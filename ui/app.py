@@ -11,8 +11,9 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ingest.load import LOADERS, suffix_list  # noqa: E402
 from rag.errors import NewsragError  # noqa: E402
-from rag.settings import get_settings  # noqa: E402
+from rag.settings import PROVIDERS, get_settings  # noqa: E402
 from ui import components as ui  # noqa: E402
 
 st.set_page_config(page_title="newsrag", page_icon="📰", layout="wide")
@@ -96,8 +97,8 @@ with st.sidebar:
     state.filters = {"since": since, "until": until, "sources": outlets, "languages": langs}
 
     st.subheader("Model")
-    provider = st.selectbox("Answer with", ["local", "openai", "extractive"],
-                            index=["local", "openai", "extractive"].index(settings.llm_provider))
+    provider = st.selectbox("Answer with", list(PROVIDERS), index=list(PROVIDERS).index(settings.llm_provider),
+                            help="\n".join(f"**{name}**: {what}" for name, what in PROVIDERS.items()))
     k = st.slider("Sources per answer (top-k)", 1, 10, settings.retrieval_k)
     st.caption(f"Embedder: {settings.embed_model}  \nLLM: "
                + (settings.openai_model if provider == "openai" else
@@ -115,7 +116,8 @@ with st.sidebar:
 
 # ------------------------------------------------------------------ ingest panel
 with st.expander("➕ Add articles to this collection", expanded=not stats):
-    uploads = st.file_uploader("Files (txt, md, html, pdf, jsonl, json, csv)", accept_multiple_files=True)
+    uploads = st.file_uploader(f"Files ({suffix_list()})", accept_multiple_files=True,
+                               type=[s.lstrip(".") for s in LOADERS])
     folder = st.text_input("…or a folder on the server", key="ingest_folder")
     if st.button("Ingest", type="primary", disabled=not (uploads or folder)):
         from ingest.pipeline import ingest

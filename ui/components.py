@@ -1,4 +1,6 @@
-"""Pieces of the chat page: safe text, answer with linked markers, source cards, sidebar, ingest panel.
+"""Pieces of the chat page: safe text, the answer with linked markers, source cards, the timeline.
+
+The sidebar and the ingest panel are laid out in ui/app.py.
 
 Article text and model output are untrusted: they are rendered as escaped Markdown,
 never with unsafe_allow_html, so `<script>` or `<img onerror=…>` shows as inert text.
@@ -12,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+
+from rag.prompts import CLOSEST, localized
+from rag.types import ArticleRecord
 
 MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$=])")
 MARKER = re.compile(r"\[(\d{1,3}|\?)\]")
@@ -73,7 +78,7 @@ def render_answer(answer: dict[str, Any], msg_index: int) -> None:
         if answer.get("notice"):
             st.caption(escape_md(answer["notice"]))
         if answer.get("sources"):
-            st.markdown("**Closest sources**")
+            st.markdown(f"**{localized(CLOSEST, answer.get('language') or 'en')}**")
             for c in answer["sources"]:
                 source_card(c, msg_index)
         return
@@ -101,8 +106,8 @@ def conversation_markdown(messages: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def timeline(manifest: dict[str, dict[str, Any]]) -> dict[str, int]:
-    months = Counter(str(m.get("date", ""))[:7] for m in manifest.values() if m.get("date"))
+def timeline(manifest: dict[str, ArticleRecord]) -> dict[str, int]:
+    months = Counter(m.date[:7] for m in manifest.values() if m.date)
     return dict(sorted(months.items()))
 
 

@@ -1,79 +1,11 @@
-"""Article metadata: publication dates (multilingual) and language (offline)."""
+"""Language: detection (lingua, offline), names for prompts, and which Snowball stemmer fits a language."""
 
 from __future__ import annotations
 
 import re
 import threading
-from datetime import date, datetime
 from functools import lru_cache
 
-ISO = re.compile(r"^\s*(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?")
-DMY = re.compile(r"^\s*(\d{1,2})\.(\d{1,2})\.(\d{4})")
-# Candidates for a full date inside running text: "16. Januar 2024", "January 16, 2024", "16 janvier 2024".
-TEXT_DATE = re.compile(
-    r"\b(\d{1,2})\.?\s+([^\W\d_]{3,12})\.?\s+(\d{4})\b|\b([^\W\d_]{3,12})\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})\b"
-    r"|\b(\d{4})-(\d{2})-(\d{2})\b"
-)
-
-
-def parse_date(raw: str, languages: list[str] | None = None) -> str | None:
-    """A date string in any common form or language -> 'YYYY-MM-DD' (None if not a date)."""
-    raw = (raw or "").strip()
-    if not raw or len(raw) > 80:
-        return None
-    m = ISO.match(raw)
-    if m:
-        return _iso(int(m[1]), int(m[2]), int(m[3]))
-    m = DMY.match(raw)
-    if m:
-        return _iso(int(m[3]), int(m[2]), int(m[1]))
-    if raw.isdigit() and len(raw) >= 9:  # unix timestamp
-        try:
-            return datetime.utcfromtimestamp(int(raw) / (1000 if len(raw) > 11 else 1)).date().isoformat()
-        except (OverflowError, OSError, ValueError):
-            return None
-    import dateparser
-
-    try:
-        parsed = dateparser.parse(
-            raw, languages=languages, settings={"PREFER_DAY_OF_MONTH": "first", "REQUIRE_PARTS": ["year"]}
-        )
-    except Exception:  # dateparser raises assorted errors on odd strings
-        return None
-    return parsed.date().isoformat() if parsed else None
-
-
-def _iso(y: int, m: int, d: int) -> str | None:
-    try:
-        return date(y, m, d).isoformat()
-    except ValueError:
-        return None
-
-
-def find_text_date(text: str, lang: str = "", window: int = 3000) -> str | None:
-    """The latest full date written in the article's opening (publication is on or after it)."""
-    found: list[str] = []
-    langs = [lang] if lang else None
-    for m in TEXT_DATE.finditer(text[:window]):
-        parsed = parse_date(m.group(0), langs) or (parse_date(m.group(0)) if langs else None)
-        if parsed and "1900" < parsed[:4] <= str(date.today().year + 1):
-            found.append(parsed)
-        if len(found) >= 8:
-            break
-    return max(found) if found else None
-
-
-def date_ordinal(iso: str | None) -> int:
-    """Days since 0001-01-01, for numeric range filters in Chroma (0 = unknown)."""
-    if not iso:
-        return 0
-    try:
-        return date.fromisoformat(iso[:10]).toordinal()
-    except ValueError:
-        return 0
-
-
-# --------------------------------------------------------------------- language
 _lock = threading.Lock()
 QUESTION_LANGS = (
     "ENGLISH", "GERMAN", "FRENCH", "SPANISH", "ITALIAN", "DUTCH", "PORTUGUESE", "POLISH", "RUSSIAN",
@@ -133,4 +65,11 @@ LANGUAGE_NAMES = {
     "pt": "Portuguese", "pl": "Polish", "ru": "Russian", "uk": "Ukrainian", "cs": "Czech", "sv": "Swedish",
     "da": "Danish", "nb": "Norwegian", "fi": "Finnish", "tr": "Turkish", "vi": "Vietnamese", "zh": "Chinese",
     "ja": "Japanese", "ko": "Korean", "ar": "Arabic", "el": "Greek", "hu": "Hungarian", "ro": "Romanian",
+}
+
+# Snowball stemmers (PyStemmer) by ISO 639-1 code; BM25 stems each text with its own language's.
+STEMMER_LANGS = {
+    "en": "english", "de": "german", "fr": "french", "es": "spanish", "it": "italian", "nl": "dutch",
+    "pt": "portuguese", "ru": "russian", "sv": "swedish", "da": "danish", "nb": "norwegian", "no": "norwegian",
+    "fi": "finnish", "hu": "hungarian", "ro": "romanian", "tr": "turkish",
 }
