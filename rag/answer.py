@@ -22,7 +22,7 @@ from rag.lang import LANGUAGE_NAMES, detect_language
 from rag.retrieval import hybrid_search
 from rag.settings import Settings, get_settings
 from rag.text import FOLLOW_UP_WORDS, WORD
-from rag.types import Answer, Filters
+from rag.types import Answer, ClaimCheck, Filters
 from rag.verify import MARKER, MarkerFilter, split_claims, verify_claims
 
 
@@ -222,7 +222,10 @@ def finish(answer: Answer, raw_text: str, sources: list[Source], embedder, setti
             sent = next((s for s in (src.sentences if src else []) if s[2] == c.text), None)
             c.source, c.sentence, c.support = (src.n if src else None), sent, 1.0
     else:
-        verify_claims(claims, sources, embedder, settings.verify_threshold)
+        verify_claims(claims, sources, embedder, settings.verify_threshold, question=answer.question,
+                      claim_lang=answer.language, min_relevance=settings.quote_min_relevance)
+    answer.checks = [ClaimCheck(text=c.text, support=round(c.support, 4), verified=c.source is not None,
+                                problems=c.problems) for c in claims]
     numbering: dict[int, int] = {}
     best_quote: dict[int, tuple[float, tuple[int, int, str] | None]] = {}
     parts: list[str] = []

@@ -6,7 +6,8 @@ LibreChat) can talk to newsrag: POST /v1/chat/completions (`model` = the collect
 the text carries the [n] markers and a sources block, the full citations ride in the extra `citations`
 field) and GET /v1/models (the collections). GET /healthz needs no token.
 
-Errors: 404 unknown collection, 503 Chroma or a model unavailable, 422 bad input, 401 wrong token.
+Errors: 404 unknown collection, 409 collection made by another embedder, 503 Chroma or a model unavailable,
+422 bad input, 401 wrong token.
 Binds 127.0.0.1 by default; bound elsewhere it requires RAG_API_TOKEN as a bearer token.
 """
 
@@ -23,7 +24,14 @@ from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from rag.errors import CollectionNotFoundError, LLMError, ModelMissingError, NewsragError, StoreUnavailableError
+from rag.errors import (
+    CollectionNotFoundError,
+    EmbedderMismatchError,
+    LLMError,
+    ModelMissingError,
+    NewsragError,
+    StoreUnavailableError,
+)
 from rag.settings import get_settings
 from rag.types import Answer, Citation, IngestReport, Passage
 
@@ -102,6 +110,8 @@ class ErrorBody(BaseModel):
 def status_of(exc: NewsragError) -> int:
     if isinstance(exc, CollectionNotFoundError):
         return 404
+    if isinstance(exc, EmbedderMismatchError):
+        return 409
     if isinstance(exc, StoreUnavailableError | ModelMissingError | LLMError):
         return 503
     return 422

@@ -8,6 +8,7 @@ engine (cosine >= 0.999 and equal token counts).
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import struct
 import tempfile
@@ -286,3 +287,19 @@ def export_onnx(folder: Path) -> Path:
     tmp.replace(target)
     return target
 
+
+def quantize_onnx(folder: Path) -> Path:
+    """The fp32 graph with its weights dynamically quantised to int8 (onnxruntime's own quantize_dynamic);
+    activations stay float. Faster matrix products on CPUs; RAG_EMBED_PRECISION=int8 loads it."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target = onnx_file(folder, "int8")
+    tmp = target.with_suffix(".tmp")
+    root = logging.getLogger()
+    level, root.level = root.level, logging.ERROR  # quantize_dynamic logs a generic pre-processing hint
+    try:
+        quantize_dynamic(str(onnx_file(folder)), str(tmp), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+    tmp.replace(target)
+    return target

@@ -10,11 +10,6 @@ from datetime import date, datetime, timedelta
 # ------------------------------------------------------------------ article dates
 ISO = re.compile(r"^\s*(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?")
 DMY = re.compile(r"^\s*(\d{1,2})\.(\d{1,2})\.(\d{4})")
-# Candidates for a full date inside running text: "16. Januar 2024", "January 16, 2024", "16 janvier 2024".
-TEXT_DATE = re.compile(
-    r"\b(\d{1,2})\.?\s+([^\W\d_]{3,12})\.?\s+(\d{4})\b|\b([^\W\d_]{3,12})\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})\b"
-    r"|\b(\d{4})-(\d{2})-(\d{2})\b"
-)
 
 
 def parse_date(raw: str, languages: list[str] | None = None) -> str | None:
@@ -51,17 +46,30 @@ def _iso(y: int, m: int, d: int) -> str | None:
         return None
 
 
-def find_text_date(text: str, lang: str = "", window: int = 3000) -> str | None:
-    """The latest full date written in the article's opening (publication is on or after it)."""
-    found: list[str] = []
+# Where a text states its own publication date: a dateline ("MOSCOW, Jan 16 (Reuters) -", "16.01.2024 -"),
+# or words that say so ("Published on", "Veröffentlicht am", "Stand:"). Any other date in the text is the date
+# of some event (a meeting, a war, a birth) and says nothing about when the article appeared.
+_DATE_TEXT = (r"(\d{4}-\d{2}-\d{2}|\d{1,2}\.\s?\d{1,2}\.\s?\d{4}|\d{1,2}\.?\s+[^\W\d_]{3,12}\.?\s+\d{4}"
+              r"|[^\W\d_]{3,12}\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{4})")
+DATELINE = re.compile(rf"^\s*(?:[A-ZÄÖÜ][\w .'/-]{{1,40}},\s*)?{_DATE_TEXT}\s*(?:\([^)]{{1,40}}\)\s*)?[-–—:|\n]")
+PUBLISHED = re.compile(rf"\b(?:published|posted|updated|last updated|veröffentlicht|erschienen|aktualisiert|stand|"
+                       rf"publié|publicado|pubblicato)\b(?:\s+(?:on|am|le|el|il))?\s*:?\s*{_DATE_TEXT}", re.I)
+
+
+def find_text_date(text: str, lang: str = "") -> str | None:
+    """The publication date the text states itself (a dateline at its start, or "Published on ..." near
+    its start or end); None when it states none. Never a date of an event mentioned in the text."""
     langs = [lang] if lang else None
-    for m in TEXT_DATE.finditer(text[:window]):
-        parsed = parse_date(m.group(0), langs) or (parse_date(m.group(0)) if langs else None)
+    candidates = []
+    if m := DATELINE.match(text[:200]):
+        candidates.append(m.group(1))
+    for part in (text[:600], text[-400:]):
+        candidates += [m.group(1) for m in PUBLISHED.finditer(part)]
+    for raw in candidates:
+        parsed = parse_date(raw, langs) or (parse_date(raw) if langs else None)
         if parsed and "1900" < parsed[:4] <= str(date.today().year + 1):
-            found.append(parsed)
-        if len(found) >= 8:
-            break
-    return max(found) if found else None
+            return parsed
+    return None
 
 
 def date_ordinal(iso: str | None) -> int:

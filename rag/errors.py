@@ -19,6 +19,10 @@ class CollectionNotFoundError(NewsragError):
     """The named collection does not exist (names the ones that do)."""
 
 
+class EmbedderMismatchError(NewsragError):
+    """A collection was embedded by another embedder than the one in use."""
+
+
 class LLMError(NewsragError):
     """The language model failed, timed out or returned garbage."""
 

@@ -1,7 +1,10 @@
 """`rag eval`: retrieval and answer quality on a JSONL file of queries.
 
-A query line: {"query": ..., "gold": [doc_id, ...], "answer": [accepted strings], "unanswerable": bool}.
-Retrieval metrics are at article level: recall@1/5/10, MRR@10, nDCG@10.
+A query line: {"query": ..., "gold": [doc_id, ...], "answer": [accepted strings], "unanswerable": bool,
+"lang": "en"|"de", "kind": ...}. Retrieval metrics are at article level: recall@1/5/10, MRR@10, nDCG@10.
+Answer metrics: correct (answerable questions whose answer contains an accepted string), wrongly refused,
+unanswerable refused, wrong but verified (answered, not correct, yet with a ✓ citation), citation precision
+(citations pointing at a gold article), answer language = question language, latency.
 """
 
 from __future__ import annotations
@@ -77,39 +80,74 @@ def run_eval(path: Path, *, collection: str | None = None, mode: str = "retrieve
     return result
 
 
-def answer_metrics(queries: list[dict[str, Any]], collection: str | None, llm: str | None) -> dict[str, float]:
-    from rag.answer import ask
-    from rag.verify import split_claims
+def judge(q: dict[str, Any], text: str, answered: bool, verified: bool, cited_docs: list[str],
+          language: str) -> dict[str, Any]:
+    """One answer against its question: correct (contains an accepted string), refused, wrong but carrying a
+    ✓ verified citation, citations pointing at a gold article, answer language."""
+    body = text.split("\n\n")[0].lower()
+    unanswerable = bool(q.get("unanswerable"))
+    correct = answered and not unanswerable and any(a.lower() in body for a in q.get("answer") or [])
+    gold = set(q.get("gold") or [])
+    return {
+        "id": q.get("id", q["query"][:40]), "kind": q.get("kind", "unanswerable" if unanswerable else "fact"),
+        "unanswerable": unanswerable, "answered": answered, "correct": correct,
+        "wrong_but_verified": answered and not correct and verified,
+        "cited": len(cited_docs), "cited_gold": sum(d in gold for d in cited_docs),
+        "language_ok": (language == q.get("lang")) if q.get("lang") and answered else None,
+    }
 
-    contains = answerable = 0
-    refused_right = unanswerable = 0
-    cited = supported = sentences = with_support = 0
-    totals, firsts = [], []
-    for q in queries:
+
+def summarize(rows: list[dict[str, Any]], latencies: list[float], firsts: list[float]) -> dict[str, float]:
+    answerable = [r for r in rows if not r["unanswerable"]]
+    unanswerable = [r for r in rows if r["unanswerable"]]
+    cited = sum(r["cited"] for r in rows if r["answered"])
+    lang = [r["language_ok"] for r in rows if r["language_ok"] is not None]
+
+    def share(part: int, whole: int) -> float:
+        return part / whole if whole else 0.0
+
+    return {
+        "correct": share(sum(r["correct"] for r in answerable), len(answerable)),
+        "wrongly_refused": share(sum(not r["answered"] for r in answerable), len(answerable)),
+        "unanswerable_refused": share(sum(not r["answered"] for r in unanswerable), len(unanswerable)),
+        "wrong_but_verified": share(sum(r["wrong_but_verified"] for r in rows), len(rows)),
+        "answered_wrong": share(sum(r["answered"] and not r["correct"] for r in rows), len(rows)),
+        "citation_precision": share(sum(r["cited_gold"] for r in rows if r["answered"] and not r["unanswerable"]),
+                                    sum(r["cited"] for r in rows if r["answered"] and not r["unanswerable"])),
+        "cited_answers": float(cited),
+        "answer_language_ok": share(sum(lang), len(lang)),
+        "latency_p50": percentile(latencies, 50), "latency_p95": percentile(latencies, 95),
+        "first_token_p50": percentile(firsts, 50), "first_token_p95": percentile(firsts, 95),
+    }
+
+
+def answer_rows(queries: list[dict[str, Any]], collection: str | None, llm: str | None,
+                progress: bool = False) -> tuple[list[dict[str, Any]], list[float], list[float]]:
+    """newsrag's answer to every query, judged; with the answers and their claims' checks for calibration."""
+    from tqdm import tqdm
+
+    from rag.answer import ask
+    from rag.lang import detect_language
+
+    rows, totals, firsts = [], [], []
+    for q in tqdm(queries, desc=f"answer ({llm or 'default'})", disable=not progress):
         ans = ask(q["query"], collection=collection, llm=llm)
         totals.append(ans.timings.get("total", 0.0))
         if "first_token" in ans.timings:
             firsts.append(ans.timings["first_token"])
-        if q.get("unanswerable"):
-            unanswerable += 1
-            refused_right += int(not ans.answered)
-            continue
-        if q.get("answer"):
-            answerable += 1
-            contains += int(ans.answered and any(a.lower() in ans.text.lower() for a in q["answer"]))
-        cited += len(ans.citations)
-        supported += sum(c.verified for c in ans.citations)
-        claims = split_claims(ans.text.split("\n\n")[0], {c.n for c in ans.citations})
-        sentences += len(claims)
-        with_support += sum(1 for c in claims if c.cited)
-    return {
-        "answer_contains": contains / answerable if answerable else 0.0,
-        "refusal_accuracy": refused_right / unanswerable if unanswerable else 0.0,
-        "citation_precision": supported / cited if cited else 0.0,
-        "citation_recall": with_support / sentences if sentences else 0.0,
-        "latency_p50": percentile(totals, 50), "latency_p95": percentile(totals, 95),
-        "first_token_p50": percentile(firsts, 50), "first_token_p95": percentile(firsts, 95),
-    }
+        body = ans.text.split("\n\n")[0]
+        lang = detect_language(body, short=True, default="") if ans.answered else ""
+        row = judge(q, ans.text, ans.answered, any(c.verified for c in ans.citations),
+                    [c.doc_id for c in ans.citations], lang)
+        row.update({"text": ans.text, "notice": ans.notice, "unsupported": ans.unsupported,
+                    "top_relevance": max((c.score for c in ans.sources), default=None)})
+        rows.append(row)
+    return rows, totals, firsts
+
+
+def answer_metrics(queries: list[dict[str, Any]], collection: str | None, llm: str | None) -> dict[str, float]:
+    rows, totals, firsts = answer_rows(queries, collection, llm)
+    return summarize(rows, totals, firsts)
 
 
 def _flatten(result: dict[str, Any]) -> dict[str, float]:

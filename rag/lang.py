@@ -46,6 +46,10 @@ def _function_word_vote(text: str) -> str:
     return ""
 
 
+SURE_LENGTH = 400
+MIN_CONFIDENCE = 0.5
+
+
 def detect_language(text: str, short: bool = False, default: str = "") -> str:
     """ISO 639-1 code of the text's language (offline, lingua)."""
     sample = text[:2000].strip()
@@ -55,8 +59,19 @@ def detect_language(text: str, short: bool = False, default: str = "") -> str:
         voted = _function_word_vote(sample)
         if voted:
             return voted
-    with _lock:
-        lang = _detector(short).detect_language_of(sample)
+    if not short and len(sample) < SURE_LENGTH:
+        # A few words of an article can look like anything to the all-language detector ("tl" for an
+        # English test file): below SURE_LENGTH characters, the function words or the high-accuracy
+        # detector over common languages decide, and only when it is confident.
+        voted = _function_word_vote(sample)
+        if voted:
+            return voted
+        with _lock:
+            ranked = _detector(True).compute_language_confidence_values(sample)
+        lang = ranked[0].language if ranked and ranked[0].value >= MIN_CONFIDENCE else None
+    else:
+        with _lock:
+            lang = _detector(short).detect_language_of(sample)
     return lang.iso_code_639_1.name.lower() if lang else default
 
 

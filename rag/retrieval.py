@@ -37,7 +37,9 @@ def hybrid_search(
         raise CollectionNotFoundError(f"no collection named {name!r}: ingest articles first (`rag ingest PATH -c {name}`)")
     n = candidates or settings.candidates
     t0 = time.perf_counter()
-    qvec = load_embedder(settings).embed_queries([query])[0]
+    embedder = load_embedder(settings)
+    store.check_embedder(name, embedder.signature)
+    qvec = embedder.embed_queries([query])[0]
     t1 = time.perf_counter()
     dense = store.query(name, qvec.tolist(), n, flt.where())
     t2 = time.perf_counter()

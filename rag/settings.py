@@ -48,6 +48,10 @@ class Settings(BaseSettings):
         "question), else torch; torch: always sentence-transformers."
     )
 
+    embed_precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="fp32, or int8 (a dynamically quantised ONNX graph: faster ingest; see bench/RESULTS.md)."
+    )
+
     # LLM
     llm_provider: str = Field(
         "local", description="local (llama.cpp in a child process), openai (any compatible server) or extractive."
@@ -99,6 +103,10 @@ class Settings(BaseSettings):
         0.82, description="Extractive answers (and the fallback) refuse unless a sentence is this close to the question."
     )
     verify_threshold: float = Field(0.88, description="Support score a cited sentence needs.")
+    quote_min_relevance: float = Field(
+        0.0, description="A supporting sentence must be at least this close to the question (cosine), or the claim is "
+        "flagged as not answering it."
+    )
     unsupported: Literal["flag", "remove"] = Field("flag", description="Unsupported sentences: flag or remove.")
     history_turns: int = Field(3, description="Earlier turns used for follow-ups.")
 

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from rag.errors import CollectionNotFoundError, NewsragError, StoreUnavailableError
+from rag.errors import CollectionNotFoundError, EmbedderMismatchError, NewsragError, StoreUnavailableError
 from rag.settings import Settings, get_settings
 from rag.types import ArticleRecord
 
@@ -192,10 +192,33 @@ class Store:
             raise
         return str(meta.get("revision", ""))
 
-    def bump_revision(self, name: str) -> str:
+    def bump_revision(self, name: str, embedder: str = "") -> str:
+        """A new revision; `embedder` records which embedder made the collection's vectors."""
         rev = uuid.uuid4().hex
-        self._call(self.articles(name).modify, metadata={"revision": rev})
+        col = self.articles(name)
+        meta = {k: v for k, v in (col.metadata or {}).items() if not k.startswith("hnsw:")}
+        meta["revision"] = rev
+        if embedder:
+            meta["embedder"] = embedder
+        self._call(col.modify, metadata=meta)
         return rev
+
+    def embedder_of(self, name: str) -> str:
+        """The embedder signature recorded with the collection ("" for one made before newsrag recorded it)."""
+        try:
+            return str((self.articles(name, create=False).metadata or {}).get("embedder", ""))
+        except Exception as exc:
+            if _not_found(exc):
+                return ""
+            raise
+
+    def check_embedder(self, name: str, signature: str) -> None:
+        """Refuse to mix vectors: the collection must have been made by the embedder in use."""
+        recorded = self.embedder_of(name)
+        if recorded and recorded != signature:
+            raise EmbedderMismatchError(
+                f"collection {name!r} holds vectors of the embedder {recorded}, but the embedder in use is "
+                f"{signature}: set RAG_EMBED_MODEL back, or re-embed it with `rag ingest --rebuild PATH -c {name}`")
 
     # --------------------------------------------------------------- manifest
     def manifest(self, name: str) -> dict[str, ArticleRecord]:

@@ -110,6 +110,15 @@ class Citation(BaseModel):
     also_in: list[str] = Field(default_factory=list)  # other outlets with the same story
 
 
+class ClaimCheck(BaseModel):
+    """How one sentence of an answer was checked against the sources."""
+
+    text: str
+    support: float = Field(0.0, description="Support score of its best candidate quote (see rag/verify.py).")
+    verified: bool = Field(False, description="A quote states it: it carries a ✓ citation.")
+    problems: list[str] = Field(default_factory=list, description="Why it is not verified (flagged [?]).")
+
+
 class Answer(BaseModel):
     question: str
     text: str
@@ -119,6 +128,7 @@ class Answer(BaseModel):
     provider: str = ""
     notice: str = ""  # e.g. "the LLM timed out; extractive answer"
     unsupported: list[str] = Field(default_factory=list)  # sentences no source supports
+    checks: list[ClaimCheck] = Field(default_factory=list)  # every answer sentence and how it was checked
     sources: list[Citation] = Field(default_factory=list)  # closest sources (shown on refusal)
     query: str = ""  # the standalone query used for retrieval
     timings: dict[str, float] = Field(default_factory=dict)

@@ -4,11 +4,11 @@ and the streaming filter that keeps unknown markers and the refusal signal from 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from rag import prompts
+from rag import facts, prompts
 from rag.evidence import Source
-from rag.text import NUMBER, lexical_overlap, split_sentences
+from rag.text import NUMBER, STOPWORDS, WORD, lexical_overlap, split_sentences
 
 MARKER = re.compile(r"\s*\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 
@@ -17,9 +17,22 @@ MARKER = re.compile(r"\s*\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 #   + LEXICAL_WEIGHT * share of claim words in it names and terms the embedder blurs
 #   - MISSING_NUMBER_PENALTY per claim number    a number the source does not state is the commonest
 #     absent from the source's sentences           invented detail, and cosine hardly sees it
-# A claim is supported when its score reaches RAG_VERIFY_THRESHOLD.
+# The best-scoring sentence (among the cited source's first, then all) is the claim's candidate quote when
+# the score reaches RAG_VERIFY_THRESHOLD. Resemblance is not support, so the candidate must then pass
+# `fact_problems`: every number, month and name of the claim stated there, the claim adding something to
+# the question, and the quote being about the question. A claim that fails is flagged [?]. "Stated there"
+# means in the quote, its neighbouring sentences in the same article, or the article's title and date.
 LEXICAL_WEIGHT = 0.15
 MISSING_NUMBER_PENALTY = 0.15
+MAX_CANDIDATES = 4  # sentences above the threshold tried in turn until one passes the fact checks
+# Words that only say where a claim comes from ("X said", "laut"): they are not new information.
+REPORTING_WORDS = {
+    "said", "says", "say", "told", "quoted", "quotes", "reported", "reports", "according", "mentioned", "mentions",
+    "stated", "states", "article", "articles", "source", "sources", "sagte", "sagt", "sagten", "berichtet",
+    "berichtete", "laut", "zitiert", "erwähnt", "erklärte", "erklärt", "artikel", "quelle", "quellen", "wurde",
+    "wurden", "about", "über", "regarding", "bezüglich",
+}
+
 
 def missing_numbers(claim: str, evidence: str) -> int:
     have = set(NUMBER.findall(evidence))
@@ -33,6 +46,7 @@ class Claim:
     support: float = 0.0
     source: int | None = None  # final supporting source number (prompt numbering)
     sentence: tuple[int, int, str] | None = None
+    problems: list[str] = field(default_factory=list)  # why the candidate quote does not support it
 
 
 def split_claims(answer: str, valid: set[int]) -> list[Claim]:
@@ -56,7 +70,34 @@ def split_claims(answer: str, valid: set[int]) -> list[Claim]:
     return claims
 
 
-def verify_claims(claims: list[Claim], sources: list[Source], embedder, threshold: float) -> None:
+def content_stems(text: str) -> set[str]:
+    """Content words cut to 5 letters (a crude stem that joins 'delegation'/'delegations'/'Delegationen')."""
+    return {w.lower()[:5] for w in WORD.findall(text) if len(w) > 2 and not w.isdigit()
+            and w.lower() not in STOPWORDS and w.lower() not in REPORTING_WORDS}
+
+
+def fact_problems(claim: str, quote: str, header: str, question: str, other_sources: str, claim_lang: str,
+                  source_lang: str) -> list[str]:
+    """Why `quote` (with its source's title/date `header`) does not back `claim` as an answer to
+    `question`; empty when it does."""
+    problems = []
+    evidence = f"{header}\n{quote}"
+    if missing := facts.missing_numbers(claim, evidence):
+        problems.append(f"not in the source: {', '.join(missing)}")
+    for name in facts.names(claim, first_word_too=claim_lang == "en"):
+        if facts.mentions_name(name, evidence) or facts.mentions_name(name, question):
+            continue
+        if facts.mentions_name(name, other_sources):
+            problems.append(f"{name} is in another source, not this one")
+        elif claim_lang == source_lang == "en":  # in English only names are capitalised mid-sentence
+            problems.append(f"{name} is in no source")
+    if not (content_stems(claim) - content_stems(question)) and not facts.numbers(claim):
+        problems.append("only restates the question")
+    return problems
+
+
+def verify_claims(claims: list[Claim], sources: list[Source], embedder, threshold: float, question: str = "",
+                  claim_lang: str = "", min_relevance: float = 0.0) -> None:
     if not claims or not sources:
         return
     all_sents = [(src.n, s) for src in sources for s in src.sentences]
@@ -65,29 +106,41 @@ def verify_claims(claims: list[Claim], sources: list[Source], embedder, threshol
     claim_vecs = embedder.embed_queries([c.text for c in claims])
     sent_vecs = embedder.embed_queries([s[2] for _, s in all_sents])
     sims = claim_vecs @ sent_vecs.T
+    q_sims = (sent_vecs @ embedder.embed_queries([question])[0]) if question else None
+    by_n = {src.n: src for src in sources}
     by_source: dict[int, str] = {src.n: " ".join(s[2] for s in src.sentences) for src in sources}
     for ci, claim in enumerate(claims):
-        best: tuple[float, int, int] = (-1.0, 0, -1)  # (score, source n, index into all_sents)
-        best_cited: tuple[float, int, int] = (-1.0, 0, -1)
-        for j, (n, sent) in enumerate(all_sents):
-            score = float(sims[ci, j]) + LEXICAL_WEIGHT * lexical_overlap(claim.text, sent[2])
-            score -= MISSING_NUMBER_PENALTY * missing_numbers(claim.text, by_source[n])
-            if score > best[0]:
-                best = (score, n, j)
-            if n in claim.cited and score > best_cited[0]:
-                best_cited = (score, n, j)
-        if best_cited[2] >= 0 and best_cited[0] >= threshold:
-            chosen = best_cited
-        elif best[2] >= 0 and best[0] >= threshold:
-            chosen = best  # the model cited the wrong source or none: re-attach to the supporting one
-        else:
-            chosen = best_cited if best_cited[2] >= 0 else best
-            claim.support = chosen[0]
-            claim.source = None
-            claim.sentence = all_sents[chosen[2]][1] if chosen[2] >= 0 else None
+        scores = [float(sims[ci, j]) + LEXICAL_WEIGHT * lexical_overlap(claim.text, sent[2])
+                  - MISSING_NUMBER_PENALTY * missing_numbers(claim.text, by_source[n])
+                  for j, (n, sent) in enumerate(all_sents)]
+        # Candidates: the cited source's sentences first, then any other (the model may cite the wrong one).
+        order = sorted(range(len(all_sents)), key=lambda j: (all_sents[j][0] not in claim.cited, -scores[j]))
+        candidates = [j for j in order if scores[j] >= threshold][:MAX_CANDIDATES]
+        if not candidates:
+            best = max(range(len(all_sents)), key=lambda j: (all_sents[j][0] in claim.cited, scores[j]))
+            claim.support, claim.source, claim.sentence = scores[best], None, all_sents[best][1]
+            claim.problems = ["no source sentence is close enough"]
             continue
-        claim.support, claim.source = chosen[0], chosen[1]
-        claim.sentence = all_sents[chosen[2]][1]
+        first_problems: list[str] | None = None
+        for j in candidates:
+            n, sentence = all_sents[j]
+            src = by_n[n]
+            # The sentence with its neighbours in the same article: a claim may join a fact and its date.
+            context = " ".join(all_sents[k][1][2] for k in (j - 1, j, j + 1)
+                               if 0 <= k < len(all_sents) and all_sents[k][0] == n)
+            problems = fact_problems(claim.text, context, f"{src.meta.get('title', '')} {src.meta.get('date', '')}",
+                                     question, " ".join(t for m, t in by_source.items() if m != n), claim_lang,
+                                     str(src.meta.get("lang", "")))
+            if q_sims is not None and float(q_sims[j]) < min_relevance:
+                problems.append("the quote is not about the question")
+            if first_problems is None:
+                first_problems = problems
+                claim.support, claim.sentence = scores[j], sentence
+            if not problems:
+                claim.support, claim.sentence, claim.source, claim.problems = scores[j], sentence, n, []
+                break
+        else:
+            claim.source, claim.problems = None, first_problems or []
 
 
 # ------------------------------------------------------------------ streaming filter

@@ -58,3 +58,22 @@ def test_sources_are_quoted_data_not_instructions():
     msgs = answer_messages("Q?", [block], "German", [])
     assert msgs[0]["role"] == "system" and NOT_COVERED in msgs[0]["content"]
     assert msgs[-1]["content"].endswith("after each sentence.")
+
+
+def test_publication_dates_come_only_from_datelines_and_statements():
+    from rag.dates import find_text_date
+
+    assert find_text_date("MOSCOW, Jan 16, 2024 (Reuters) - Lavrov met Choe Son-hui.") == "2024-01-16"
+    assert find_text_date("16.01.2024 – Berlin. Der Bundestag hat beschlossen.") == "2024-01-16"
+    assert find_text_date("Body of the article.\n\nVeröffentlicht am 22. Januar 2024") == "2024-01-22"
+    assert find_text_date("Lavrov met Choe Son-hui in Moscow on 16 January 2024.") is None
+    assert find_text_date("The treaty of 1920 was signed on 5 April 1920 in Paris.") is None
+
+
+def test_short_texts_get_no_guessed_language():
+    from rag.lang import detect_language
+
+    assert detect_language("Hello test file") == ""
+    assert detect_language("asdf qwer zxcv") == ""
+    assert detect_language("This is a short test file about tides.") == "en"
+    assert detect_language("Der Stadtrat beschließt neue Radwege für die Innenstadt von Kiel.") == "de"

@@ -37,3 +37,21 @@ def test_rag_eval_cli_on_the_seed(corpus, tmp_path):
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout)
     assert res["retrieval"]["recall@1"] == 1.0 and res["retrieval"]["mrr@10"] == 1.0
+
+
+def test_answer_judging_by_hand():
+    from rag.evaluate import judge, summarize
+
+    q_ok = {"query": "Wie viele?", "answer": ["vier"], "gold": ["a"], "lang": "de"}
+    q_none = {"query": "Wer?", "unanswerable": True, "lang": "en"}
+    rows = [
+        judge(q_ok, "Es waren vier Delegationen [1].\n\nQuellen vom 2024-01-16.", True, True, ["a"], "de"),
+        judge(q_ok, "Es waren fünf [1].", True, True, ["b"], "en"),  # wrong, verified, wrong language
+        judge(q_ok, "Die Artikel beantworten das nicht.", False, False, [], ""),
+        judge(q_none, "The articles do not answer this.", False, False, [], ""),
+        judge(q_none, "Sony sold 5 million [1].", True, True, ["c"], "en"),
+    ]
+    s = summarize(rows, [1.0, 2.0, 3.0], [0.5])
+    assert s["correct"] == pytest.approx(1 / 3) and s["wrongly_refused"] == pytest.approx(1 / 3)
+    assert s["unanswerable_refused"] == 0.5 and s["wrong_but_verified"] == pytest.approx(2 / 5)
+    assert s["citation_precision"] == 0.5 and s["answer_language_ok"] == pytest.approx(2 / 3)

@@ -169,3 +169,16 @@ def test_cli_help_and_models_import_no_heavy_libraries():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_int8_embedder_is_close_to_fp32_and_says_so():
+    import numpy as np
+
+    from rag.models import Embedder
+
+    texts = ["passage: Russlands Außenminister Lawrow traf Choe Son-hui in Moskau.", "query: When will Putin visit?"]
+    fp32 = Embedder(str(embedder_dir()), precision="fp32")
+    int8 = Embedder(str(embedder_dir()), precision="int8")
+    cos = np.sum(fp32.embed_passages(texts) * int8.embed_passages(texts), axis=1)
+    assert cos.min() > 0.95
+    assert fp32.signature.endswith(":fp32") and int8.signature.endswith(":int8")  # never mixed in one collection

@@ -1,0 +1,129 @@
+"""The checkable facts of a sentence, normalised across languages and formats: numbers ("5,1 Millionen" =
+"5.1 million" = 5100000; "vier" = "four" = 4), months ("Januar" = "January"), and names, compared by a
+transliteration key ("Lawrow" = "Lavrov", "Pjöngjang" = "Pyongyang", "Selenskyj" = "Zelensky").
+
+Written here rather than taken from a library: dateparser and number parsers read one string that is known
+to be a date or a number; verification needs every number and month *inside* running text in two languages,
+with both decimal conventions, and names in several transliterations.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+from rag.dates import MONTHS
+
+NUMBER_WORDS = {
+    # en
+    "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
+    "eleven": 11, "twelve": 12, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "hundred": 100, "dozen": 12,
+    # de
+    "zwei": 2, "drei": 3, "vier": 4, "fünf": 5, "sechs": 6, "sieben": 7, "acht": 8, "neun": 9, "zehn": 10,
+    "elf": 11, "zwölf": 12, "zwanzig": 20, "dreißig": 30, "vierzig": 40, "fünfzig": 50, "hundert": 100,
+    "dutzend": 12,
+}
+SCALES = {
+    "thousand": 1e3, "tausend": 1e3, "k": 1e3,
+    "million": 1e6, "millions": 1e6, "millionen": 1e6, "mio": 1e6, "m": 1e6, "mn": 1e6,
+    "billion": 1e9, "billions": 1e9, "milliarde": 1e9, "milliarden": 1e9, "mrd": 1e9, "bn": 1e9,
+}
+NUMERAL = re.compile(r"(?<![\w.,])(\d{1,3}(?:[.,\u202f ]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?)(?:\s*(%|[a-zA-Zä]+))?")
+WORDS = re.compile(r"[^\W\d_]+", re.UNICODE)
+CAPITALISED = re.compile(r"(?<![\w-])([A-ZÄÖÜÀ-Ý][\w'’-]*[\w])", re.UNICODE)
+
+
+def _readings(token: str) -> set[float]:
+    """Every value a written number may have: '5,100' is 5100 in English and 5.1 in German."""
+    plain = token.replace("\u202f", "").replace(" ", "")
+    out: set[float] = set()
+    if re.fullmatch(r"\d+", plain):
+        return {float(plain)}
+    if re.fullmatch(r"\d{1,3}([.,]\d{3})+", plain):
+        out.add(float(re.sub(r"[.,]", "", plain)))  # thousands separators
+    for decimal in (",", "."):
+        thousands = "." if decimal == "," else ","
+        candidate = plain.replace(thousands, "").replace(decimal, ".")
+        if candidate.count(".") <= 1:
+            try:
+                out.add(float(candidate))
+            except ValueError:
+                pass
+    return out
+
+
+def numbers(text: str) -> list[tuple[str, set[float]]]:
+    """Each number mentioned (digits with an optional scale word, or a number word) with its possible values."""
+    found: list[tuple[str, set[float]]] = []
+    for m in NUMERAL.finditer(text):
+        values = _readings(m.group(1))
+        unit = (m.group(2) or "").lower()
+        if unit in SCALES:
+            values = values | {v * SCALES[unit] for v in values}
+        found.append((m.group(1), values))
+    for word in WORDS.findall(text.lower()):
+        if word in NUMBER_WORDS:
+            found.append((word, {float(NUMBER_WORDS[word])}))
+    return found
+
+
+def months(text: str) -> set[int]:
+    return {MONTHS[w] for w in WORDS.findall(text.lower()) if w in MONTHS and len(w) > 3}
+
+
+def missing_numbers(claim: str, evidence: str) -> list[str]:
+    """The numbers and months of `claim` that `evidence` does not state (in any language or format)."""
+    have = [values for _, values in numbers(evidence)]
+    missing = [written for written, values in numbers(claim) if not any(values & other for other in have)]
+    missing += [f"month {m}" for m in months(claim) - months(evidence)]
+    return missing
+
+
+@lru_cache(maxsize=4096)
+def name_key(word: str) -> str:
+    """A spelling-independent key for a name: accents off, and the letters that transliterations of the
+    same name differ in mapped together (w/v, j/y/i, z/s, c/k, tsch/ch, ow/ov...), doubled letters once."""
+    key = unicodedata.normalize("NFKD", word.lower())
+    key = "".join(ch for ch in key if not unicodedata.combining(ch) and ch.isalnum())
+    for a, b in (("tsch", "ch"), ("sch", "sh"), ("kh", "h"), ("ck", "k"), ("ph", "f"), ("w", "v"), ("j", "y"),
+                 ("z", "s"), ("c", "k"), ("ie", "i"), ("ey", "ei"), ("yy", "y"), ("iy", "i")):
+        key = key.replace(a, b)
+    return re.sub(r"(.)\1+", r"\1", key)
+
+
+def _close(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if min(len(a), len(b)) >= 5 and (a.startswith(b) or b.startswith(a)):  # Lawrows, Merkels
+        return abs(len(a) - len(b)) <= 2
+    if min(len(a), len(b)) >= 6 and abs(len(a) - len(b)) <= 1:
+        diffs = sum(x != y for x, y in zip(a, b, strict=False)) + abs(len(a) - len(b))
+        return diffs <= 1
+    return False
+
+
+def names(text: str, first_word_too: bool = False) -> list[str]:
+    """Capitalised words (names in English; in German also every noun). The first word of a sentence counts
+    only with `first_word_too` and when it is not a common word ("The", "In", "Officials" stay out)."""
+    from rag.lang import FUNCTION_WORDS
+    from rag.text import STOPWORDS
+
+    common = STOPWORDS | set().union(*FUNCTION_WORDS.values())
+    out = []
+    for m in CAPITALISED.finditer(text):
+        before = text[: m.start()].rstrip()
+        if not before or before[-1] in ".!?:\"„“«(":
+            word = m.group(1)
+            if not first_word_too or word.lower() in common or word.lower() in NUMBER_WORDS or word.endswith("s"):
+                continue
+        out.append(m.group(1))
+    return out
+
+
+NAME_WORDS = re.compile(r"[^\W\d_][\w'’-]*", re.UNICODE)
+
+
+def mentions_name(name: str, text: str) -> bool:
+    key = name_key(name)
+    return any(_close(key, name_key(word)) for word in NAME_WORDS.findall(text))
