@@ -81,6 +81,10 @@ class LocalLLM(OpenAILLM):
         self.client_url = ""
         self.lock = threading.Lock()  # one generation at a time: the child serves one anyway
 
+    def prepare(self) -> None:
+        """Wait until the child has loaded the model (LLMError if it dies or does not come up in time)."""
+        self.connect()
+
     def connect(self) -> None:
         from openai import OpenAI
 
@@ -157,7 +161,12 @@ _DONE = object()
 
 def stream_with_timeout(model: ChatModel, messages: list[dict[str, str]], *, max_tokens: int, temperature: float,
                         timeout: float) -> Iterator[str]:
-    """Yield the model's pieces; raise LLMError if it errors or stalls past `timeout` seconds."""
+    """Yield the model's pieces; raise LLMError if it errors or sends nothing for `timeout` seconds.
+    The clock starts once the model is ready: loading the local model has its own limit
+    (RAG_LLM_START_TIMEOUT), and a slow first load is not a hang."""
+    prepare = getattr(model, "prepare", None)
+    if prepare is not None:
+        prepare()
     q: queue.Queue = queue.Queue()
     stop = threading.Event()
 
@@ -188,6 +197,7 @@ def stream_with_timeout(model: ChatModel, messages: list[dict[str, str]], *, max
                 raise item
             if isinstance(item, Exception):
                 raise LLMError(f"the LLM failed: {type(item).__name__}: {item}") from item
+            deadline = time.monotonic() + timeout  # a hang is silence: a slow model that keeps talking is fine
             yield item
     finally:
         stop.set()

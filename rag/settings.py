@@ -63,7 +63,9 @@ class Settings(BaseSettings):
     llm_threads: int = Field(os.cpu_count() or 2, description="llama.cpp threads.")
     llm_context: int = Field(2048, description="Context window of the local model (tokens).")
     llm_max_tokens: int = Field(320, description="Longest answer (tokens).")
-    llm_temperature: float = Field(0.1, description="Sampling temperature.")
+    llm_temperature: float = Field(
+        0.1, description="Sampling temperature (low: answers stay close to the quoted sources)."
+    )
     llm_timeout: float = Field(120.0, description="Seconds before the LLM counts as hung.")
     llm_start_timeout: float = Field(
         180.0, description="Seconds the local LLM process may take to load before it counts as failed."
@@ -93,7 +95,9 @@ class Settings(BaseSettings):
     # retrieval and answering
     retrieval_k: int = Field(5, description="Sources given to the answer.")
     candidates: int = Field(40, description="Candidates per retriever before fusion.")
-    min_relevance: float = Field(0.80, description="Dense cosine below which nothing counts as relevant.")
+    min_relevance: float = Field(
+        0.80, description="Dense cosine below which nothing counts as relevant (the question is refused)."
+    )
     relevance_margin: float = Field(0.05, description="Sources more than this below the best one are left out.")
     evidence_sentences: int = Field(6, description="Sentences put into the prompt (fewer = faster first token).")
     evidence_tokens: int = Field(
