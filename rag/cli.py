@@ -138,6 +138,9 @@ def collections(as_json: bool) -> None:
     for row in rows:
         click.echo(f"{row['name']:<20} {row['articles']:>6} articles {row['chunks']:>7} chunks  "
                    f"langs {','.join(row['languages']) or '-'}  {row['date_min'] or '?'} .. {row['date_max'] or '?'}")
+        if not row["llama_index_fields"]:
+            click.echo(f"{'':<20} note: made before newsrag wrote llama-index's node fields; "
+                       f"`rag ingest --rebuild PATH -c {row['name']}` adds them")
 
 
 @main.command()

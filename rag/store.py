@@ -307,6 +307,12 @@ class Store:
                                             got["distances"][0], strict=False)
         ]
 
+    def has_node_fields(self, name: str) -> bool:
+        """Whether the chunks carry llama-index's node fields (collections from before they were written do not)."""
+        got = self._call(self.chunks(name).get, limit=1, include=["metadatas"])
+        metas = got["metadatas"] or []
+        return not metas or "_node_content" in (metas[0] or {})
+
     # ------------------------------------------------------------------ stats
     def collections(self) -> list[dict[str, Any]]:
         rows = []
@@ -327,5 +333,6 @@ class Store:
                 "date_min": dates[0] if dates else None,
                 "date_max": dates[-1] if dates else None,
                 "last_ingest": ingested or None,
+                "llama_index_fields": self.has_node_fields(name),
             })
         return rows

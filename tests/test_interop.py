@@ -72,6 +72,7 @@ def test_chroma_vector_store_opens_a_newsrag_collection(data_dir, seed_copy):
     from rag.store import Store
 
     assert ingest([seed_copy], collection="interop").chunks_written >= 3
+    assert next(r for r in Store().collections() if r["name"] == "interop")["llama_index_fields"]
     collection = Store().client.get_collection("interop")  # the same embedded Chroma a user's app opens
     store = ChromaVectorStore(chroma_collection=collection)
     LISettings.llm = None
