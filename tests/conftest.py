@@ -16,6 +16,8 @@ SEED_DIR = DATA / "seed"
 SEED_FILE = next(SEED_DIR.glob("*.txt"))
 SEED_ID = SEED_FILE.name
 SEED_TITLE = "Russland und Nordkorea verstärken ihre Beziehungen"
+# Greedy decoding in tests: the same build gives the same answer every run (the product default is 0.1).
+os.environ.setdefault("RAG_LLM_TEMPERATURE", "0")
 
 
 def use_settings(data_dir: Path, **env: str) -> None:

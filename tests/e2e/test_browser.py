@@ -73,8 +73,8 @@ def test_chat_in_a_real_browser(app_url, tmp_path):
         page.get_by_text("Add articles to this collection").click()
         page.locator('input[type="file"]').set_input_files(str(evil))
         page.get_by_role("button", name="Ingest").click()
-        expect(page.get_by_text("evil-notice.txt").first).to_be_visible(timeout=240_000)
-        expect(page.get_by_text("1 added").first).to_be_visible()
+        expect(page.get_by_text("1 added").first).to_be_visible(timeout=240_000)  # the ingest report
+        expect(page.get_by_text("evil-notice.txt").first).to_be_visible()
 
         box.fill("Warum wurde das Hafenfest in Husum abgesagt?")
         box.press("Enter")
