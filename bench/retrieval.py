@@ -119,11 +119,18 @@ def main(names: list[str] | None = None) -> dict:
         res = run(name, corpus, queries)
         out[name] = res
         print(table(name, res), "\n", flush=True)
-    saved = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps({**saved, **out}, indent=2))
+        save(name, res)  # after each set: a run stopped half-way keeps the sets it finished
     print(f"results written to {RESULTS_JSON}")
     return out
+
+
+def save(name: str, results: dict[str, dict[str, float]]) -> None:
+    saved = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+    saved[name] = results
+    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS_JSON.with_suffix(".tmp")
+    tmp.write_text(json.dumps(saved, indent=2))
+    tmp.replace(RESULTS_JSON)
 
 
 if __name__ == "__main__":
