@@ -80,7 +80,7 @@ def main(reuse: bool = False) -> None:
         "## Retrieval quality (article level), side by side in one run",
         "",
         "Naive = `VectorStoreIndex.from_documents` on Chroma with the default splitter and the same embedder "
-        "(through llama-index, without e5 prefixes), dense top-k. News: 600 NewsArticles, the `subtitle` as query "
+        "(through llama-index, with the e5 prefixes), dense top-k. News: 600 NewsArticles, the `subtitle` as query "
         "(removed from the text). FAQ: Debian's German FAQ, section question as query, body as gold.",
         "",
     ]
