@@ -14,6 +14,8 @@ import unicodedata
 from functools import lru_cache
 
 from rag.dates import MONTHS
+from rag.lang import FUNCTION_WORDS
+from rag.text import STOPWORDS
 
 NUMBER_WORDS = {
     # en
@@ -31,6 +33,8 @@ SCALES = {
 }
 NUMERAL = re.compile(r"(?<![\w.,])(\d{1,3}(?:[.,\u202f ]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?)(?:\s*(%|[a-zA-Zä]+))?")
 WORDS = re.compile(r"[^\W\d_]+", re.UNICODE)
+# Sentence-initial words that are not names ("The", "Wann"): built once, read for every claim.
+COMMON_WORDS = STOPWORDS | set().union(*FUNCTION_WORDS.values())
 CAPITALISED = re.compile(r"(?<![\w-])([A-ZÄÖÜÀ-Ý][\w'’-]*[\w])", re.UNICODE)
 
 
@@ -106,16 +110,12 @@ def _close(a: str, b: str) -> bool:
 def names(text: str, first_word_too: bool = False) -> list[str]:
     """Capitalised words (names in English; in German also every noun). The first word of a sentence counts
     only with `first_word_too` and when it is not a common word ("The", "In", "Officials" stay out)."""
-    from rag.lang import FUNCTION_WORDS
-    from rag.text import STOPWORDS
-
-    common = STOPWORDS | set().union(*FUNCTION_WORDS.values())
     out = []
     for m in CAPITALISED.finditer(text):
         before = text[: m.start()].rstrip()
         if not before or before[-1] in ".!?:\"„“«(":
             word = m.group(1)
-            if not first_word_too or word.lower() in common or word.lower() in NUMBER_WORDS or word.endswith("s"):
+            if not first_word_too or word.lower() in COMMON_WORDS or word.lower() in NUMBER_WORDS or word.endswith("s"):
                 continue
         out.append(m.group(1))
     return out
