@@ -207,7 +207,10 @@ def main(argv: list[str] | None = None) -> None:
         # interrupt_requests=False: a second session's question waits for the first instead of cutting it off.
         server_settings=ServerSettings(host="127.0.0.1", port=args.port, interrupt_requests=False),
         model_settings=[ModelSettings(model=args.model, model_alias="local", n_ctx=args.ctx, n_threads=args.threads,
-                                      n_threads_batch=args.threads, n_batch=256, verbose=False)],
+                                      n_threads_batch=args.threads, n_batch=256, verbose=False,
+                                      # The server's default (True) computes logits for every prompt token, not
+                                      # only the last: time to first token was 25% worse than in-process.
+                                      logits_all=False)],
     )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
