@@ -24,7 +24,7 @@ from ingest.clean import clean_text, split_title
 from ingest.dedup import StoryGrouper
 from ingest.load import LOADERS, iter_files, load_file
 from rag.dates import date_ordinal, find_text_date, parse_date
-from rag.errors import IngestError
+from rag.errors import IngestError, NewsragError
 from rag.lang import detect_language
 from rag.settings import Settings, get_settings
 from rag.types import Article, ArticleRecord, Chunk, FailedFile, IngestReport
@@ -130,12 +130,18 @@ def ingest(
     progress: bool | ProgressFn = False,
     settings: Settings | None = None,
 ) -> IngestReport:
-    """Ingest files/folders into a collection; returns what was added/updated/unchanged/deleted/failed."""
+    """Ingest files/folders into a collection; returns what was added/updated/unchanged/deleted/failed.
+
+    `rebuild=True` re-reads and re-embeds everything (with the current embedder) into a staging collection
+    and swaps it in only when it is complete: a kill or a failure leaves the old collection as it was.
+    Without paths, a rebuild reads the files the collection's articles came from."""
     from rag.models import load_embedder
-    from rag.store import check_name
+    from rag.store import Store, check_name
 
     settings = settings or get_settings()
     name = check_name(collection or settings.collection)
+    if rebuild:
+        return _rebuild(paths, name, sync, progress, settings)
     started = time.perf_counter()
     report = IngestReport(collection=name)
     roots = [Path(p) for p in paths]
@@ -144,12 +150,7 @@ def ingest(
         report.failed.append(FailedFile(path=m, error="no such file or directory"))
     roots = [p for p in roots if p.exists()]
 
-    from rag.store import Store
-
     store = Store(settings)
-    if rebuild and store.exists(name):
-        with collection_lock(settings, name):
-            store.delete_collection(name)
     early_manifest = store.manifest(name)
 
     # 1. load and clean (no model needed yet); unchanged records skip cleaning entirely
@@ -265,10 +266,49 @@ def ingest(
             store.delete_chunks(name, [c for ids in chunk_map.values() for c in ids])
             store.delete_articles(name, deleted)
             report.deleted = sorted(deleted)
-        if todo or duplicates or deleted or rebuild or not store.revision(name):
+        if todo or duplicates or deleted or not store.revision(name):
             store.chunks(name)  # make sure an empty collection exists too
             store.bump_revision(name, embedder.signature if embedder is not None else "")
     report.seconds = time.perf_counter() - started
+    return report
+
+
+def staging_name(name: str) -> str:
+    return f"rebuild-{hashlib.sha1(name.encode()).hexdigest()[:16]}"
+
+
+def _rebuild(paths: list[Path | str], name: str, sync: bool, progress: bool | ProgressFn,
+             settings: Settings) -> IngestReport:
+    from rag.store import Store
+
+    store = Store(settings)
+    re_embed = not paths  # the same articles again (a new embedder), not a new selection of files
+    if re_embed:
+        if not store.exists(name):
+            raise NewsragError(f"no collection named {name!r} to rebuild; give the files or folders to ingest")
+        sources = store.sources(name)
+        gone = [s for s in sources if not Path(s).exists()]
+        if gone:
+            raise NewsragError(
+                f"cannot rebuild {name!r} from its own sources: {len(gone)} of {len(sources)} files are gone "
+                f"(first: {gone[0]}); nothing was changed. Give the files or folders: "
+                f"`rag ingest --rebuild PATH -c {name}`")
+        paths = list(sources)
+    staging = staging_name(name)
+    if store.exists(staging):  # left by a rebuild that was killed: start it again
+        store.delete_collection(staging)
+    report = ingest(paths, collection=staging, sync=sync, progress=progress, settings=settings)
+    before = set(store.manifest(name)) if store.exists(name) else set()
+    after = set(store.manifest(staging))
+    lost = sorted(before - after) if re_embed else ([] if after or not before else sorted(before))
+    if lost:
+        store.delete_collection(staging)
+        raise NewsragError(
+            f"rebuild of {name!r} stopped, nothing was changed: {len(lost)} of its articles would be lost "
+            f"(first: {lost[0]}; failed files: {'; '.join(f'{f.path}: {f.error}' for f in report.failed[:3]) or 'none'})")
+    with collection_lock(settings, name):
+        store.replace_collection(name, staging)
+    report.collection = name
     return report
 
 

@@ -172,6 +172,20 @@ class Store:
                 if not _not_found(exc):
                     raise
 
+    def replace_collection(self, name: str, staging: str) -> None:
+        """Put a fully written staging collection (a rebuild) in place of `name`: the old one is deleted and
+        the staging one renamed. Readers see the old collection or the new one, never a half-written one."""
+        old_chunks = self.chunks(staging, create=False)
+        old_articles = self.articles(staging, create=False)
+        if self.exists(name):
+            self.delete_collection(name)
+        self._call(old_chunks.modify, name=name)
+        self._call(old_articles.modify, name=name + ARTICLES_SUFFIX)
+
+    def sources(self, name: str) -> list[str]:
+        """The files a collection's articles were read from (what a rebuild without paths reads again)."""
+        return sorted({rec.path for rec in self.manifest(name).values() if rec.path})
+
     def article_count(self, name: str) -> int:
         if not self.exists(name):
             return 0
@@ -218,7 +232,7 @@ class Store:
         if recorded and recorded != signature:
             raise EmbedderMismatchError(
                 f"collection {name!r} holds vectors of the embedder {recorded}, but the embedder in use is "
-                f"{signature}: set RAG_EMBED_MODEL back, or re-embed it with `rag ingest --rebuild PATH -c {name}`")
+                f"{signature}: set RAG_EMBED_MODEL back, or re-embed it with `rag ingest --rebuild -c {name}`")
 
     # --------------------------------------------------------------- manifest
     def manifest(self, name: str) -> dict[str, ArticleRecord]:

@@ -158,6 +158,34 @@ with st.expander("➕ Add articles to this collection", expanded=not stats):
                 + [{"status": "skipped", "article": f"{f['path']}: {f['error']}"} for f in r.get("skipped", [])])
         st.dataframe(rows, hide_index=True, use_container_width=True)
 
+# ------------------------------------------------------------------ another embedder's vectors
+recorded = store().embedder_of(state.collection) if stats else ""
+if recorded:
+    try:
+        current = embedder().signature
+    except NewsragError as exc:
+        current = ""
+        st.error(str(exc))
+    if current and recorded != current:
+        st.warning(f"This collection was embedded with **{ui.escape_md(recorded)}**, the embedder in use is "
+                   f"**{ui.escape_md(current)}**: questions are refused until it is re-embedded. Re-embedding reads "
+                   "its source files again; the old collection stays in use until the new one is complete.")
+        if st.button(f"Re-embed with {settings.embed_model}", type="primary"):
+            from ingest.pipeline import ingest
+
+            with st.status("Re-embedding…", expanded=True) as status:
+                bar = st.progress(0.0, text="reading files")
+
+                def on_rebuild_progress(done: int, total: int, doc_id: str) -> None:
+                    bar.progress(done / max(total, 1), text=f"{done}/{total} articles embedded ({doc_id})")
+
+                try:
+                    report = ingest([], collection=state.collection, rebuild=True, progress=on_rebuild_progress)
+                    state.report = report.model_dump()
+                    status.update(label=report.summary(), state="complete")
+                except NewsragError as exc:
+                    status.update(label=f"Re-embedding failed: {exc}", state="error")
+
 # ------------------------------------------------------------------ chat
 st.header(f"Ask the news · {state.collection}")
 for i, m in enumerate(state.messages):
