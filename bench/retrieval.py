@@ -5,6 +5,10 @@ article, BM25 alone (newsrag's keyword index) and newsrag dense only (its fused 
 
     python -m bench.retrieval                      (all sets, after `make setup`)
     python -m bench.retrieval debian-ref-en2de ... (a subset)
+    python -m bench.retrieval --embedders multilingual-e5-small,embeddinggemma-300m [SET ...]
+
+With several embedders, newsrag (hybrid), newsrag dense only and whole-article dense run once per embedder
+(rows named "... · EMBEDDER"), in the same run as the peers; the naive llama-index peer and BM25 run once.
 
 Prints one table per set and writes the results to bench/cache/retrieval-results.json (a subset run
 updates its sets there and keeps the others).
@@ -12,8 +16,9 @@ updates its sets there and keeps the others).
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
+import os
 import time
 from collections.abc import Callable
 from functools import partial
@@ -22,6 +27,7 @@ from pathlib import Path
 from bench.common import NaivePipeline, WholeArticleDense, read_jsonl, use_bench_settings
 from bench.datasets import CACHE, debian_faq_de, debian_reference, news_articles
 from rag.evaluate import retrieval_metrics
+from rag.settings import DEFAULT_EMBEDDER
 
 SETS: dict[str, Callable[[], tuple[Path, Path]]] = {
     "news-en": news_articles,
@@ -35,38 +41,74 @@ PIPELINES = ["newsrag (hybrid)", "naive llama-index (e5 prefixes)", "whole-artic
 RESULTS_JSON = CACHE / "retrieval-results.json"
 
 
-def run(name: str, corpus_path: Path, queries_path: Path) -> dict[str, dict[str, float]]:
+def use_embedder(spec: str) -> None:
+    """`NAME` or `NAME:PRECISION` (e.g. embeddinggemma-300m:int8)."""
+    from rag.settings import reset_settings
+
+    name, _, precision = spec.partition(":")
+    os.environ["RAG_EMBED_MODEL"] = name
+    os.environ["RAG_EMBED_PRECISION"] = precision or "fp32"
+    reset_settings()
+
+
+def run_embedder(name: str, embedder: str, corpus_path: Path, queries: list[dict],
+                 records: list[dict]) -> tuple[dict[str, list[list[str]]], dict[str, float]]:
+    """newsrag (hybrid), newsrag dense only and whole-article dense with one embedder."""
     from ingest.pipeline import ingest
+    from rag.retrieval import collapse, hybrid_search, retrieve
+
+    use_embedder(embedder)
+    # The e5 collections keep their old names (re-runs find them ingested); others get their own.
+    collection = f"bench-{name}" if embedder == DEFAULT_EMBEDDER else f"bench-{name}-{embedder.replace(':', '-')}"
+    ranked: dict[str, list[list[str]]] = {}
+    t = time.perf_counter()
+    report = ingest([corpus_path], collection=collection)
+    seconds = {"newsrag": time.perf_counter() - t, "chunks": float(report.chunks_written)}
+    ranked["newsrag (hybrid)"] = [[p.doc_id for p in retrieve(q["query"], k=10, collection=collection)]
+                                  for q in queries]
+    dense_ranked = []
+    for q in queries:
+        ps = hybrid_search(q["query"], collection=collection)
+        ps.sort(key=lambda p: -(p.dense_score or 0))
+        dense_ranked.append([p.doc_id for p in collapse(ps, 10)])
+    ranked["newsrag dense only"] = dense_ranked
+    whole = WholeArticleDense()
+    seconds["whole_article"] = whole.ingest(records)
+    ranked["whole-article dense"] = [whole.retrieve(q["query"]) for q in queries]
+    return ranked, seconds
+
+
+def run(name: str, corpus_path: Path, queries_path: Path,
+        embedders: list[str] | None = None) -> dict[str, dict[str, float]]:
     from rag import keyword
     from rag.lang import detect_language
-    from rag.retrieval import collapse, hybrid_search, retrieve
     from rag.store import Store
 
     use_bench_settings()
+    embedders = embedders or [DEFAULT_EMBEDDER]
     collection = f"bench-{name}"
     records = read_jsonl(corpus_path)
     queries = read_jsonl(queries_path)
     gold = [q["gold"] for q in queries]
     ranked: dict[str, list[list[str]]] = {}
     seconds: dict[str, float] = {}
+    for embedder in embedders:
+        own_ranked, own_seconds = run_embedder(name, embedder, corpus_path, queries, records)
+        suffix = "" if len(embedders) == 1 else f" · {embedder}"
+        ranked.update({pipe + suffix: r for pipe, r in own_ranked.items()})
+        seconds.update({k + suffix: v for k, v in own_seconds.items()})
+    use_embedder(DEFAULT_EMBEDDER)
+    if DEFAULT_EMBEDDER not in embedders:  # BM25 below reads the e5 collection's keyword index
+        from ingest.pipeline import ingest
 
-    t = time.perf_counter()
-    report = ingest([corpus_path], collection=collection)
-    seconds["newsrag"] = time.perf_counter() - t
-    ranked["newsrag (hybrid)"] = [[p.doc_id for p in retrieve(q["query"], k=10, collection=collection)]
-                                  for q in queries]
+        ingest([corpus_path], collection=collection)
 
     naive = NaivePipeline(f"naive-{name}")
     seconds["naive"] = naive.ingest(records)
     ranked["naive llama-index (e5 prefixes)"] = [naive.retrieve(q["query"]) for q in queries]
     del naive
 
-    whole = WholeArticleDense()
-    seconds["whole_article"] = whole.ingest(records)
-    ranked["whole-article dense"] = [whole.retrieve(q["query"]) for q in queries]
-    del whole
-
-    store = Store()
+    store = Store()  # BM25 alone: newsrag's keyword index of the e5 collection (the same chunks' words)
     index = keyword.get_index(store, collection)
     bm25_ranked = []
     for q in queries:
@@ -82,15 +124,9 @@ def run(name: str, corpus_path: Path, queries_path: Path) -> dict[str, dict[str,
         bm25_ranked.append(docs[:10])
     ranked["BM25 alone"] = bm25_ranked
 
-    dense_ranked = []
-    for q in queries:
-        ps = hybrid_search(q["query"], collection=collection)
-        ps.sort(key=lambda p: -(p.dense_score or 0))
-        dense_ranked.append([p.doc_id for p in collapse(ps, 10)])
-    ranked["newsrag dense only"] = dense_ranked
-
-    results: dict[str, dict[str, float]] = {pipe: retrieval_metrics(ranked[pipe], gold) for pipe in PIPELINES}
-    results["_ingest_seconds"] = {**seconds, "articles": float(len(records)), "chunks": float(report.chunks_written)}
+    order = [p for p in PIPELINES if p in ranked] + sorted(p for p in ranked if p not in PIPELINES)
+    results: dict[str, dict[str, float]] = {pipe: retrieval_metrics(ranked[pipe], gold) for pipe in order}
+    results["_ingest_seconds"] = {**seconds, "articles": float(len(records))}
     return results
 
 
@@ -101,14 +137,14 @@ def table(name: str, results: dict[str, dict[str, float]]) -> str:
         if pipe.startswith("_"):
             continue
         lines.append(f"| {pipe} | " + " | ".join(f"{m.get(c, 0):.3f}" for c in cols) + " |")
-    n = results["newsrag (hybrid)"].get("queries", 0)
+    n = next(m for p, m in results.items() if not p.startswith("_")).get("queries", 0)
     info = results.get("_ingest_seconds", {})
     articles = f", {int(info['articles'])} articles" if "articles" in info else ""
     lines.append(f"\n{int(n)} queries{articles}.")
     return "\n".join(lines)
 
 
-def main(names: list[str] | None = None) -> dict:
+def main(names: list[str] | None = None, embedders: list[str] | None = None) -> dict:
     names = names or list(SETS)
     unknown = [n for n in names if n not in SETS]
     if unknown:
@@ -116,10 +152,11 @@ def main(names: list[str] | None = None) -> dict:
     out = {}
     for name in names:
         corpus, queries = SETS[name]()
-        res = run(name, corpus, queries)
-        out[name] = res
-        print(table(name, res), "\n", flush=True)
-        save(name, res)  # after each set: a run stopped half-way keeps the sets it finished
+        res = run(name, corpus, queries, embedders)
+        key = name if not embedders or embedders == [DEFAULT_EMBEDDER] else f"{name} [{', '.join(embedders)}]"
+        out[key] = res
+        print(table(key, res), "\n", flush=True)
+        save(key, res)  # after each set: a run stopped half-way keeps the sets it finished
     print(f"results written to {RESULTS_JSON}")
     return out
 
@@ -134,4 +171,9 @@ def save(name: str, results: dict[str, dict[str, float]]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sets", nargs="*", help=f"bench sets (default: all of {', '.join(SETS)})")
+    parser.add_argument("--embedders", default=DEFAULT_EMBEDDER,
+                        help="comma-separated RAG_EMBED_MODEL values, each optionally :int8 or :fp32")
+    args = parser.parse_args()
+    main(args.sets, args.embedders.split(","))
