@@ -11,15 +11,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
-from rag.text import split_sentences
+from rag.text import embed_header, split_sentences
 from rag.types import Article, Chunk
 
 
 def chunk_header(article: Article) -> str:
-    parts = [article.title.strip()[:300]]
-    if article.date:
-        parts.append(article.date[:10])
-    return "\n".join(p for p in parts if p)
+    return embed_header(article.title, article.date)
 
 
 def chunk_id(doc_id: str, content_hash: str, index: int) -> str:

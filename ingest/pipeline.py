@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ingest.chunk import chunk_article
+from ingest.chunk import chunk_article, chunk_header
 from ingest.clean import clean_text, split_title
 from ingest.dedup import StoryGrouper
 from ingest.load import LOADERS, iter_files, load_file
@@ -264,6 +264,7 @@ def ingest(
         if deleted:
             chunk_map = store.chunk_ids_of(name, deleted)
             store.delete_chunks(name, [c for ids in chunk_map.values() for c in ids])
+            store.delete_docs(name, deleted)
             store.delete_articles(name, deleted)
             report.deleted = sorted(deleted)
         if todo or duplicates or deleted or not store.revision(name):
@@ -327,6 +328,9 @@ def _write(store, name: str, todo: list[Article], grouper: StoryGrouper, embedde
         docs: list[str] = []
         metas: list[dict[str, object]] = []
         records: dict[str, ArticleRecord] = {}
+        doc_ids: list[str] = []
+        doc_texts: list[str] = []
+        doc_metas: list[dict[str, object]] = []
         for article in batch:
             article.group_id, signature = grouper.assign(article.doc_id, article.text)
             chunks = chunk_article(
@@ -339,9 +343,20 @@ def _write(store, name: str, todo: list[Article], grouper: StoryGrouper, embedde
                 texts.append(c.embed_text)
                 docs.append(c.text)
                 metas.append(chunk_metadata(article, c, len(chunks)))
+            if chunks and settings.article_vectors:
+                # One vector for the whole article: title, date and lead up to the embedder's window
+                # (it cuts there; the slice only spares the tokenizer a very long text).
+                header = chunk_header(article)
+                doc_ids.append(article.doc_id)
+                doc_texts.append(f"{header}\n{article.text[: embedder.max_tokens * 8]}" if header
+                                 else article.text[: embedder.max_tokens * 8])
+                doc_metas.append({k: v for k, v in metas[-1].items() if not k.startswith("_") and k not in
+                                  ("start", "end", "index", "document_id", "ref_doc_id")})
             records[article.doc_id] = manifest_record(article, now, n_chunks=len(chunks), minhash=signature)
         vectors = embedder.embed_passages(texts, batch_size=settings.embed_batch_size)
         store.upsert_chunks(name, ids, vectors.tolist(), docs, metas)
+        if doc_ids:
+            store.upsert_docs(name, doc_ids, embedder.embed_passages(doc_texts, batch_size=8).tolist(), doc_metas)
         current = store.chunk_ids_of(name, [a.doc_id for a in batch])
         keep = set(ids)
         stale = [cid for cids in current.values() for cid in cids if cid not in keep]

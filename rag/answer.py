@@ -22,7 +22,7 @@ from rag.lang import LANGUAGE_NAMES, detect_language
 from rag.retrieval import hybrid_search
 from rag.settings import Settings, get_settings
 from rag.text import FOLLOW_UP_WORDS, WORD
-from rag.types import Answer, ClaimCheck, Filters
+from rag.types import Answer, ClaimCheck, Filters, Passage
 from rag.verify import MARKER, MarkerFilter, split_claims, verify_claims
 
 
@@ -76,18 +76,24 @@ class Evidence:
 
 def gather_evidence(question: str, query: str, lang: str, collection: str | None, user_filters: Filters,
                     settings: Settings, timings: dict[str, float]) -> Evidence:
-    from rag.models import load_embedder
+    from rag.models import load_embedder, load_scorer
 
     since, until = question_dates(question)
     flt = user_filters.merged(Filters(since=since, until=until)) if since else user_filters
+    embedder = load_scorer(settings)
+    rescore = embedder is not load_embedder(settings)
     passages = hybrid_search(query, collection=collection, filters=flt, query_lang=lang, settings=settings,
                              timings=timings)
+    if rescore:
+        rescore_passages(passages, query, embedder, 3 * settings.retrieval_k)
     notice = ""
     relevant = [p for p in passages if (p.dense_score or 0) >= settings.min_relevance]
     if since and not relevant:
         # The date in the question may be the event's, not the publication's: try without it.
         passages = hybrid_search(query, collection=collection, filters=user_filters, query_lang=lang,
                                  settings=settings)
+        if rescore:
+            rescore_passages(passages, query, embedder, 3 * settings.retrieval_k)
         relevant = [p for p in passages if (p.dense_score or 0) >= settings.min_relevance]
         if relevant:
             notice = prompts.localized(prompts.DATE_FILTER_RELAXED, lang, span=f"{since} – {until}")
@@ -95,12 +101,27 @@ def gather_evidence(question: str, query: str, lang: str, collection: str | None
         # Sources far below the best one add prompt tokens (seconds on a CPU) and little evidence.
         best = max(p.dense_score or 0 for p in relevant)
         relevant = [p for p in relevant if (p.dense_score or 0) >= best - settings.relevance_margin]
-    embedder = load_embedder(settings)
     sources = build_sources(relevant or passages[: settings.retrieval_k], settings.retrieval_k)
     qvec = embedder.embed_queries([query])[0]
     select_evidence(sources, qvec, embedder, question, settings.evidence_sentences,
                     token_budget=settings.evidence_tokens)
     return Evidence(sources, bool(relevant), qvec, embedder, notice)
+
+
+def rescore_passages(passages: list[Passage], query: str, scorer, n: int) -> None:
+    """Dense scores of the best n passages on the scorer's calibrated scale (the retrieval embedder is
+    another model); passages further down get none, so they never pass the relevance gate."""
+    from rag.text import embed_header
+
+    top = passages[:n]
+    if top:
+        qvec = scorer.embed_queries([query])[0]
+        texts = [f"{embed_header(str(p.metadata.get('title', '')), str(p.metadata.get('date', '')))}\n{p.text}"
+                 for p in top]
+        for p, vec in zip(top, scorer.embed_passages(texts, cache=True), strict=True):
+            p.dense_score = float(vec @ qvec)
+    for p in passages[n:]:
+        p.dense_score = None
 
 
 def answer_messages(question: str, lang: str, sources: list[Source], history: list[tuple[str, str]]) -> list[dict]:

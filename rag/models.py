@@ -364,6 +364,21 @@ def load_embedder(settings: Settings | None = None) -> Embedder:
     return _embedders[key]
 
 
+def load_scorer(settings: Settings | None = None) -> Embedder:
+    """The embedder whose cosines the answer thresholds were calibrated on (RAG_MIN_RELEVANCE,
+    RAG_VERIFY_THRESHOLD, RAG_EXTRACTIVE_MIN_SCORE): the packaged multilingual-e5-small.
+
+    Retrieval may use another embedder (RAG_EMBED_MODEL, e.g. EmbeddingGemma, whose cosines sit on another
+    scale: a relevant chunk scores ~0.5 there, ~0.85 with e5). Refusal, evidence selection and citation
+    checks always score with this one, so changing the retrieval model never silently moves them.
+    """
+    settings = settings or get_settings()
+    if settings.embed_model == DEFAULT_EMBEDDER and not settings.embed_dim:
+        return load_embedder(settings)
+    return load_embedder(settings.model_copy(update={"embed_model": DEFAULT_EMBEDDER, "embed_dim": 0,
+                                                     "embed_precision": "fp32"}))
+
+
 def models_report(settings: Settings | None = None) -> list[dict[str, str]]:
     """What is provisioned and where (cheap: imports nothing heavy)."""
     settings = settings or get_settings()

@@ -43,6 +43,7 @@ def hybrid_search(
     t1 = time.perf_counter()
     dense = store.query(name, qvec.tolist(), n, flt.where())
     t2 = time.perf_counter()
+    doc_cos = store.query_docs(name, qvec.tolist(), n, flt.where()) if settings.article_vectors else None
     index = keyword.get_index(store, name, settings)
     sparse = index.search(query, n, flt.mask(index), query_lang=query_lang)
     t3 = time.perf_counter()
@@ -56,7 +57,19 @@ def hybrid_search(
         got = store.chunks(name).get(ids=missing, include=["documents", "metadatas", "embeddings"])
         for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=False):
             info[cid] = {"text": doc or "", "meta": dict(meta or {}), "dense": float(np.dot(np.asarray(emb), qvec))}
-    fused = fuse_scores(info, bm25_scores, query_lang, {cid for cid, _, _, _ in dense})
+    if doc_cos:
+        # Articles found only by their whole-article vector: their chunks become candidates too.
+        have = {str(i["meta"].get("doc_id", "")) for i in info.values()}
+        new_docs = [d for d in doc_cos if d not in have]
+        if new_docs:
+            got = store.chunks(name).get(where={"doc_id": {"$in": new_docs}},
+                                         include=["documents", "metadatas", "embeddings"])
+            for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"],
+                                           strict=False):
+                info[cid] = {"text": doc or "", "meta": dict(meta or {}),
+                             "dense": float(np.dot(np.asarray(emb), qvec))}
+    fused = fuse_scores(info, bm25_scores, query_lang, {cid for cid, _, _, _ in dense}, doc_cos,
+                        settings.article_weight)
     passages = [
         Passage(
             doc_id=str(info[cid]["meta"].get("doc_id", "")), chunk_id=cid, text=info[cid]["text"],
@@ -77,7 +90,8 @@ DENSE_WEIGHT = 0.6
 
 
 def fuse_scores(info: dict[str, dict[str, Any]], bm25: dict[str, float], query_lang: str,
-                dense_ids: set[str] | None = None) -> dict[str, float]:
+                dense_ids: set[str] | None = None, doc_cos: dict[str, float] | None = None,
+                article_weight: float = 0.5) -> dict[str, float]:
     """Article-level convex fusion of min-max normalised dense cosine and BM25 score.
 
     Measured in bench/retrieval.py (bench/RESULTS.md): on both the English news set and the German
@@ -86,6 +100,8 @@ def fuse_scores(info: dict[str, dict[str, Any]], bm25: dict[str, float], query_l
     BM25 is blind across languages (an English question shares no words with a German article),
     so for an article in another language than the question the keyword signal is imputed from
     its dense signal instead of counting as absent.
+    With article vectors (`doc_cos`, one per whole article), an article's dense signal is a mix of its
+    best chunk and its article vector, each min-max normalised over its own candidates.
     """
     if not info:
         return {}
@@ -106,6 +122,12 @@ def fuse_scores(info: dict[str, dict[str, Any]], bm25: dict[str, float], query_l
     for cid, doc in doc_of.items():
         doc_dense[doc] = max(doc_dense.get(doc, 0.0), dn[cid])
         doc_bm25[doc] = max(doc_bm25.get(doc, 0.0), bn[cid])
+    if doc_cos:
+        lo_a, hi_a = min(doc_cos.values()), max(doc_cos.values())
+        for doc in doc_dense:
+            a = doc_cos.get(doc)
+            an = 0.0 if a is None else ((a - lo_a) / (hi_a - lo_a) if hi_a > lo_a else 1.0)
+            doc_dense[doc] = (1 - article_weight) * doc_dense[doc] + article_weight * an
     return {
         cid: DENSE_WEIGHT * doc_dense[doc] + (1 - DENSE_WEIGHT) * doc_bm25[doc]
         + 0.01 * (DENSE_WEIGHT * dn[cid] + (1 - DENSE_WEIGHT) * bn[cid])

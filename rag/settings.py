@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     # retrieval and answering
     retrieval_k: int = Field(5, description="Sources given to the answer.")
     candidates: int = Field(40, description="Candidates per retriever before fusion.")
+    article_vectors: bool = Field(
+        True, description="Also embed each article whole (title + lead) at ingest and fuse that article-level "
+        "score into retrieval (bench/RESULTS.md)."
+    )
+    article_weight: float = Field(
+        0.5, description="Share of the article-level vector in an article's dense score (the rest: its best chunk)."
+    )
     min_relevance: float = Field(
         0.80, description="Dense cosine below which nothing counts as relevant (the question is refused)."
     )

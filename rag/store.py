@@ -1,9 +1,11 @@
 """Chroma, embedded (PersistentClient) or a server (HttpClient), and the collections newsrag keeps there.
 
-Each corpus is two Chroma collections:
+Each corpus is three Chroma collections:
 - `NAME`: one record per chunk (embedding, chunk text, article metadata, span);
+- `NAME__docs`: one vector per article (title and lead up to the embedder's window), with the chunks'
+  filter fields, for article-level dense retrieval (collections made before it existed lack it);
 - `NAME__articles`: the ingest manifest, one record per article (hash, chunk count,
-  metadata, MinHash signature). It is written *after* an article's chunks, so a crash
+  metadata, MinHash signature). It is written *after* an article's chunks and vector, so a crash
   in between leaves the article looking unfinished and the next run redoes it.
 Keeping the manifest in Chroma (not in a local file) lets several processes share a server.
 """
@@ -22,6 +24,8 @@ from rag.settings import Settings, get_settings
 from rag.types import ArticleRecord
 
 ARTICLES_SUFFIX = "__articles"
+DOCS_SUFFIX = "__docs"
+SUFFIXES = (ARTICLES_SUFFIX, DOCS_SUFFIX)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,60}[A-Za-z0-9]$")
 PAGE = 2000
 
@@ -30,7 +34,7 @@ _clients_lock = threading.Lock()
 
 
 def check_name(name: str) -> str:
-    if not NAME_RE.match(name or "") or ARTICLES_SUFFIX in name or ".." in name:
+    if not NAME_RE.match(name or "") or any(x in name for x in SUFFIXES) or ".." in name:
         raise NewsragError(
             f"invalid collection name {name!r}: use 3-62 letters, digits, '.', '_' or '-', "
             "starting and ending with a letter or digit"
@@ -140,6 +144,38 @@ class Store:
             return self._call(self.client.get_or_create_collection, name + ARTICLES_SUFFIX, embedding_function=None)
         return self._call(self.client.get_collection, name + ARTICLES_SUFFIX, embedding_function=None)
 
+    def docs(self, name: str, create: bool = True):
+        """The article-vector collection, or None when the collection predates it (create=False)."""
+        check_name(name)
+        if create:
+            return self._call(self.client.get_or_create_collection, name + DOCS_SUFFIX,
+                              metadata={"hnsw:space": "cosine"}, embedding_function=None)
+        try:
+            return self._call(self.client.get_collection, name + DOCS_SUFFIX, embedding_function=None)
+        except Exception as exc:
+            if _not_found(exc):
+                return None
+            raise
+
+    def upsert_docs(self, name: str, ids: list[str], embeddings: Any, metadatas: list[dict[str, Any]]) -> None:
+        if ids:
+            self._call(self.docs(name).upsert, ids=ids, embeddings=embeddings,
+                       metadatas=[clean_metadata(m) for m in metadatas])
+
+    def delete_docs(self, name: str, doc_ids: list[str]) -> None:
+        col = self.docs(name, create=False)
+        if col is not None and doc_ids:
+            self._call(col.delete, ids=doc_ids)
+
+    def query_docs(self, name: str, embedding: list[float], n: int, where: dict | None) -> dict[str, float] | None:
+        """doc_id -> cosine of its article vector, best n (None when the collection has no article vectors)."""
+        col = self.docs(name, create=False)
+        if col is None:
+            return None
+        got = self._call(col.query, query_embeddings=[embedding], n_results=n, where=where or None,
+                         include=["distances"])
+        return {doc: 1.0 - float(dist) for doc, dist in zip(got["ids"][0], got["distances"][0], strict=False)}
+
     def exists(self, name: str) -> bool:
         # One lookup, not a listing: listing every collection cost ~9 ms per question at 40 collections.
         try:
@@ -153,19 +189,19 @@ class Store:
             if _not_found(exc):
                 return False
             raise
-        return not name.endswith(ARTICLES_SUFFIX)
+        return not name.endswith(SUFFIXES)
 
     def collection_names(self) -> list[str]:
         cols = self._call(self.client.list_collections)
         names = [getattr(c, "name", c) for c in cols]
-        return sorted(n for n in names if not n.endswith(ARTICLES_SUFFIX))
+        return sorted(n for n in names if not n.endswith(SUFFIXES))
 
     def delete_collection(self, name: str) -> None:
         check_name(name)
         names = self.collection_names()
         if name not in names:
             raise CollectionNotFoundError(f"no collection named {name!r} (have: {', '.join(names) or 'none'})")
-        for full in (name, name + ARTICLES_SUFFIX):
+        for full in (name, name + DOCS_SUFFIX, name + ARTICLES_SUFFIX):
             try:
                 self._call(self.client.delete_collection, full)
             except Exception as exc:
@@ -175,12 +211,14 @@ class Store:
     def replace_collection(self, name: str, staging: str) -> None:
         """Put a fully written staging collection (a rebuild) in place of `name`: the old one is deleted and
         the staging one renamed. Readers see the old collection or the new one, never a half-written one."""
-        old_chunks = self.chunks(staging, create=False)
-        old_articles = self.articles(staging, create=False)
+        new_chunks = self.chunks(staging, create=False)
+        new_docs = self.docs(staging)
+        new_articles = self.articles(staging, create=False)
         if self.exists(name):
             self.delete_collection(name)
-        self._call(old_chunks.modify, name=name)
-        self._call(old_articles.modify, name=name + ARTICLES_SUFFIX)
+        self._call(new_chunks.modify, name=name)
+        self._call(new_docs.modify, name=name + DOCS_SUFFIX)
+        self._call(new_articles.modify, name=name + ARTICLES_SUFFIX)
 
     def sources(self, name: str) -> list[str]:
         """The files a collection's articles were read from (what a rebuild without paths reads again)."""

@@ -66,3 +66,12 @@ def lexical_overlap(claim: str, evidence: str) -> float:
         return 0.0
     b = {w.lower() for w in WORD.findall(evidence)}
     return len(a & b) / len(a)
+
+
+def embed_header(title: str, date: str | None) -> str:
+    """What the embedder reads before a chunk's text (and before an article's, for its article vector):
+    the title and the date. Answering re-embeds chunks the same way when it scores them."""
+    parts = [(title or "").strip()[:300]]
+    if date:
+        parts.append(date[:10])
+    return "\n".join(p for p in parts if p)

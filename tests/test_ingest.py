@@ -137,6 +137,31 @@ def test_sync_removes_deleted_files_but_never_on_failure(data_dir, seed_copy):
     report = ingest([seed_copy], collection="sync", sync=True)
     assert report.deleted == ["other.txt"]
     assert set(stored("sync")) == {SEED_ID}
+    assert Store().docs("sync").get()["ids"] == [SEED_ID]  # its article vector went with it
+
+
+def test_article_vectors_kept_beside_chunks_and_optional(data_dir, seed_copy):
+    """One vector per article in NAME__docs (hidden from the collection list, deleted with it); a collection
+    without them (made before they existed) is still searched, by its chunks."""
+    from rag.errors import NewsragError
+    from rag.retrieval import retrieve
+    from rag.store import check_name
+
+    ingest([seed_copy], collection="docvec")
+    store = Store()
+    got = store.docs("docvec").get(include=["embeddings", "metadatas"])
+    assert got["ids"] == [SEED_ID] and len(got["embeddings"][0]) == 384
+    assert got["metadatas"][0]["lang"] == "de" and got["metadatas"][0]["doc_id"] == SEED_ID
+    assert store.collection_names() == ["docvec"]
+    with pytest.raises(NewsragError):
+        check_name("docvec__docs")
+    question = "How many Russian delegations visited North Korea?"
+    assert retrieve(question, collection="docvec")[0].doc_id == SEED_ID
+    store.client.delete_collection("docvec__docs")
+    assert store.docs("docvec", create=False) is None
+    assert retrieve(question, collection="docvec")[0].doc_id == SEED_ID
+    store.delete_collection("docvec")
+    assert store.collection_names() == []
 
 
 def test_identical_text_under_two_names_is_stored_once(data_dir, seed_copy):
