@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rag.llm_process import free_port  # noqa: F401  (one implementation; tests import it from here)
+
 
 def make_pdf(path: Path, title: str, lines: list[str]) -> Path:
     """A minimal valid PDF with one page of text and a /Title (written by hand, no extra dependency)."""
@@ -53,13 +55,6 @@ NEWS_HTML = """<!DOCTYPE html><html lang="en"><head>
 </body></html>"""
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, seconds: float = 120) -> None:

@@ -77,3 +77,20 @@ def test_short_texts_get_no_guessed_language():
     assert detect_language("asdf qwer zxcv") == ""
     assert detect_language("This is a short test file about tides.") == "en"
     assert detect_language("Der Stadtrat beschließt neue Radwege für die Innenstadt von Kiel.") == "de"
+
+
+def test_fusion_mixes_article_vectors_into_the_dense_signal():
+    """Pure fusion logic: an article whose whole-article vector is the closest overtakes one with a slightly
+    better single chunk; without article vectors the chunk decides; weight 0 is the chunk-only fusion."""
+    from rag.retrieval import fuse_scores
+
+    info = {
+        "a-1": {"dense": 0.90, "meta": {"doc_id": "a", "lang": "de"}},
+        "b-1": {"dense": 0.88, "meta": {"doc_id": "b", "lang": "de"}},
+        "c-1": {"dense": 0.80, "meta": {"doc_id": "c", "lang": "de"}},
+    }
+    chunk_only = fuse_scores(info, {}, "de")
+    assert max(chunk_only, key=chunk_only.get) == "a-1"
+    mixed = fuse_scores(info, {}, "de", doc_cos={"a": 0.70, "b": 0.86, "c": 0.60}, article_weight=0.7)
+    assert max(mixed, key=mixed.get) == "b-1"
+    assert fuse_scores(info, {}, "de", doc_cos={"a": 0.70, "b": 0.86, "c": 0.60}, article_weight=0.0) == chunk_only
