@@ -61,8 +61,13 @@ def run_embedder(name: str, embedder: str, corpus_path: Path, queries: list[dict
     # The e5 collections keep their old names (re-runs find them ingested); others get their own.
     collection = f"bench-{name}" if embedder == DEFAULT_EMBEDDER else f"bench-{name}-{embedder.replace(':', '-')}"
     ranked: dict[str, list[list[str]]] = {}
+    from rag.store import Store
+
+    # A collection from before article vectors existed is rebuilt once (an unchanged re-ingest adds none).
+    store = Store()
+    stale = store.exists(collection) and store.docs(collection, create=False) is None
     t = time.perf_counter()
-    report = ingest([corpus_path], collection=collection)
+    report = ingest([corpus_path], collection=collection, rebuild=stale)
     seconds = {"newsrag": time.perf_counter() - t, "chunks": float(report.chunks_written)}
     ranked["newsrag (hybrid)"] = [[p.doc_id for p in retrieve(q["query"], k=10, collection=collection)]
                                   for q in queries]

@@ -109,7 +109,7 @@ class Settings(BaseSettings):
         "score into retrieval (bench/RESULTS.md)."
     )
     article_weight: float = Field(
-        0.5, description="Share of the article-level vector in an article's dense score (the rest: its best chunk)."
+        0.7, description="Share of the article-level vector in an article's dense score (the rest: its best chunk)."
     )
     min_relevance: float = Field(
         0.80, description="Dense cosine below which nothing counts as relevant (the question is refused)."
