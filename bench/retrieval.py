@@ -47,7 +47,7 @@ def use_embedder(spec: str) -> None:
 
     name, _, precision = spec.partition(":")
     os.environ["RAG_EMBED_MODEL"] = name
-    os.environ["RAG_EMBED_PRECISION"] = precision or "fp32"
+    os.environ["RAG_EMBED_PRECISION"] = precision or "auto"
     reset_settings()
 
 

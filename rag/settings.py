@@ -14,6 +14,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDER = "multilingual-e5-small"
+# The embedder whose cosine scale the answer thresholds are calibrated on (rag.models.load_scorer).
+SCORER_EMBEDDER = "multilingual-e5-small"
 
 # The answer providers, in one place: settings validation, the CLI's --llm choices and the UI's selector
 # read this; rag/llm.py maps each LLM name to its class.
@@ -57,8 +59,9 @@ class Settings(BaseSettings):
         "question), else torch; torch: always sentence-transformers."
     )
 
-    embed_precision: Literal["fp32", "int8"] = Field(
-        "fp32", description="fp32, or int8 (a dynamically quantised ONNX graph: faster ingest; see bench/RESULTS.md)."
+    embed_precision: Literal["auto", "fp32", "int8"] = Field(
+        "auto", description="fp32, int8 (a dynamically quantised ONNX graph: faster ingest; see bench/RESULTS.md), "
+        "or auto: what bench/RESULTS.md chose per packaged model (e5-small fp32, EmbeddingGemma int8; fp32 otherwise)."
     )
 
     # LLM
