@@ -66,9 +66,7 @@ chat: setup
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null)
 
-# The tests also exercise the optional EmbeddingGemma (~1.1 GB download and ONNX export, once).
 test: setup browser
-	$(RAG) models fetch --embedder all --llm none
 	$(VENV)/bin/ruff check rag ingest ui tests bench
 	$(PY) -m pytest
 

@@ -44,7 +44,8 @@ class NaivePipeline:
         except Exception:
             pass
         self.collection = self.client.create_collection(name, embedding_function=None)
-        LISettings.embed_model = HuggingFaceEmbedding(model_name=str(embedder_dir()), device="cpu",
+        LISettings.embed_model = HuggingFaceEmbedding(model_name=str(embedder_dir(name="multilingual-e5-small")),
+                                                      device="cpu",
                                                       query_instruction="query: ", text_instruction="passage: ")
         LISettings.llm = None
         self.index = None

@@ -27,7 +27,6 @@ from pathlib import Path
 from bench.common import NaivePipeline, WholeArticleDense, read_jsonl, use_bench_settings
 from bench.datasets import CACHE, debian_faq_de, debian_reference, news_articles
 from rag.evaluate import retrieval_metrics
-from rag.settings import DEFAULT_EMBEDDER
 
 SETS: dict[str, Callable[[], tuple[Path, Path]]] = {
     "news-en": news_articles,
@@ -39,6 +38,9 @@ SETS: dict[str, Callable[[], tuple[Path, Path]]] = {
 PIPELINES = ["newsrag (hybrid)", "naive llama-index (e5 prefixes)", "whole-article dense", "BM25 alone",
              "newsrag dense only"]
 RESULTS_JSON = CACHE / "retrieval-results.json"
+# The peers (naive llama-index, BM25 over newsrag's keyword index) run with e5-small, and its collections
+# keep the names they had before other embedders were measured (re-runs find them ingested).
+E5 = "multilingual-e5-small"
 
 
 def use_embedder(spec: str) -> None:
@@ -59,7 +61,7 @@ def run_embedder(name: str, embedder: str, corpus_path: Path, queries: list[dict
 
     use_embedder(embedder)
     # The e5 collections keep their old names (re-runs find them ingested); others get their own.
-    collection = f"bench-{name}" if embedder == DEFAULT_EMBEDDER else f"bench-{name}-{embedder.replace(':', '-')}"
+    collection = f"bench-{name}" if embedder == E5 else f"bench-{name}-{embedder.replace(':', '-')}"
     ranked: dict[str, list[list[str]]] = {}
     from rag.store import Store
 
@@ -90,7 +92,7 @@ def run(name: str, corpus_path: Path, queries_path: Path,
     from rag.store import Store
 
     use_bench_settings()
-    embedders = embedders or [DEFAULT_EMBEDDER]
+    embedders = embedders or [E5]
     collection = f"bench-{name}"
     records = read_jsonl(corpus_path)
     queries = read_jsonl(queries_path)
@@ -102,8 +104,8 @@ def run(name: str, corpus_path: Path, queries_path: Path,
         suffix = "" if len(embedders) == 1 else f" · {embedder}"
         ranked.update({pipe + suffix: r for pipe, r in own_ranked.items()})
         seconds.update({k + suffix: v for k, v in own_seconds.items()})
-    use_embedder(DEFAULT_EMBEDDER)
-    if DEFAULT_EMBEDDER not in embedders:  # BM25 below reads the e5 collection's keyword index
+    use_embedder(E5)
+    if E5 not in embedders:  # BM25 below reads the e5 collection's keyword index
         from ingest.pipeline import ingest
 
         ingest([corpus_path], collection=collection)
@@ -158,7 +160,7 @@ def main(names: list[str] | None = None, embedders: list[str] | None = None) -> 
     for name in names:
         corpus, queries = SETS[name]()
         res = run(name, corpus, queries, embedders)
-        key = name if not embedders or embedders == [DEFAULT_EMBEDDER] else f"{name} [{', '.join(embedders)}]"
+        key = name if not embedders or embedders == [E5] else f"{name} [{', '.join(embedders)}]"
         out[key] = res
         print(table(key, res), "\n", flush=True)
         save(key, res)  # after each set: a run stopped half-way keeps the sets it finished
@@ -178,7 +180,7 @@ def save(name: str, results: dict[str, dict[str, float]]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sets", nargs="*", help=f"bench sets (default: all of {', '.join(SETS)})")
-    parser.add_argument("--embedders", default=DEFAULT_EMBEDDER,
+    parser.add_argument("--embedders", default=E5,
                         help="comma-separated RAG_EMBED_MODEL values, each optionally :int8 or :fp32")
     args = parser.parse_args()
     main(args.sets, args.embedders.split(","))

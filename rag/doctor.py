@@ -63,13 +63,17 @@ def llm_check(settings: Settings) -> Check:
 
 def embedder_check(settings: Settings) -> Check:
     from rag.errors import NewsragError
-    from rag.models import load_embedder
+    from rag.models import load_embedder, load_scorer
 
     try:
-        vec = load_embedder(settings).embed_queries(["Wann besuchte Lawrow Pjöngjang?"])[0]
+        embedder = load_embedder(settings)
+        vec = embedder.embed_queries(["Wann besuchte Lawrow Pjöngjang?"])[0]
+        scorer = load_scorer(settings)
+        scorer.embed_queries(["Wann besuchte Lawrow Pjöngjang?"])
     except NewsragError as exc:
         return Check("embedder", False, str(exc), "run `rag models fetch`")
-    return Check("embedder", True, f"{settings.embed_model}: {len(vec)} dimensions")
+    scoring = "" if scorer is embedder else f"; answers scored with {scorer.signature}"
+    return Check("embedder", True, f"{embedder.signature} ({embedder.backend}): {len(vec)} dimensions{scoring}")
 
 
 def store_check(settings: Settings) -> Check:

@@ -124,9 +124,15 @@ def fuse_scores(info: dict[str, dict[str, Any]], bm25: dict[str, float], query_l
         doc_bm25[doc] = max(doc_bm25.get(doc, 0.0), bn[cid])
     if doc_cos:
         lo_a, hi_a = min(doc_cos.values()), max(doc_cos.values())
+        doc_lang = {doc_of[cid]: info[cid]["meta"].get("lang") for cid in info}
         for doc in doc_dense:
             a = doc_cos.get(doc)
             an = 0.0 if a is None else ((a - lo_a) / (hi_a - lo_a) if hi_a > lo_a else 1.0)
+            if query_lang and doc_lang.get(doc) and doc_lang[doc] != query_lang:
+                # A whole-article vector leans harder towards the question's language than a chunk does
+                # (an English question found English 2017 articles above the German seed): for an article
+                # in another language it may lift the article, never sink it below its best chunk.
+                an = max(an, doc_dense[doc])
             doc_dense[doc] = (1 - article_weight) * doc_dense[doc] + article_weight * an
     return {
         cid: DENSE_WEIGHT * doc_dense[doc] + (1 - DENSE_WEIGHT) * doc_bm25[doc]

@@ -76,7 +76,7 @@ def test_chroma_vector_store_opens_a_newsrag_collection(data_dir, seed_copy):
     collection = Store().client.get_collection("interop")  # the same embedded Chroma a user's app opens
     store = ChromaVectorStore(chroma_collection=collection)
     LISettings.llm = None
-    embed = HuggingFaceEmbedding(model_name=str(embedder_dir()), query_instruction="query: ",
+    embed = HuggingFaceEmbedding(model_name=str(embedder_dir(name="multilingual-e5-small")), query_instruction="query: ",
                                  text_instruction="passage: ", device="cpu")
     index = VectorStoreIndex.from_vector_store(store, embed_model=embed)
     nodes = index.as_retriever(similarity_top_k=2).retrieve("When will Putin visit North Korea?")
