@@ -28,6 +28,7 @@ DOCS_SUFFIX = "__docs"
 SUFFIXES = (ARTICLES_SUFFIX, DOCS_SUFFIX)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,60}[A-Za-z0-9]$")
 PAGE = 2000
+DIMENSION_MISMATCH = re.compile(r"expecting embedding with dimension of (\d+), got (\d+)")
 
 _clients: dict[tuple, Any] = {}
 _clients_lock = threading.Lock()
@@ -129,6 +130,14 @@ class Store:
         except Exception as exc:  # connection refused, server gone, ...
             if _not_found(exc):
                 raise
+            found = DIMENSION_MISMATCH.search(str(exc))
+            if found:
+                # A collection made before collections recorded their embedder, queried or extended with
+                # another one: Chroma only sees the dimensions differ.
+                raise EmbedderMismatchError(
+                    f"this collection holds {found[1]}-dimension vectors, but the embedder in use "
+                    f"({self.settings.embed_model}) makes {found[2]}: set RAG_EMBED_MODEL to the embedder that "
+                    "made it, or re-embed it with `rag ingest --rebuild -c NAME`") from exc
             raise _wrap(exc, self.settings) from exc
 
     def chunks(self, name: str, create: bool = True):

@@ -260,3 +260,20 @@ def test_seed_answered_across_languages_with_embeddinggemma(tmp_path: Path):
     answer = ask("Wie viele russische Delegationen besuchten Nordkorea?", collection="gemma", llm="extractive",
                  settings=settings)
     assert answer.answered and answer.citations
+
+
+def test_collection_without_a_recorded_embedder_names_the_dimension_mismatch(tmp_path: Path):
+    """Collections made before newsrag recorded their embedder: Chroma's dimension error becomes the same
+    clear refusal, not "store unavailable"."""
+    from ingest.pipeline import ingest
+    from rag.retrieval import retrieve
+    from rag.store import Store
+
+    settings = Settings(data_dir=tmp_path / "data")
+    ingest([SEED_DIR], collection="old", settings=settings)
+    store = Store(settings)
+    col = store.articles("old")
+    col.modify(metadata={k: v for k, v in (col.metadata or {}).items() if k != "embedder"})
+    assert store.embedder_of("old") == ""
+    with pytest.raises(EmbedderMismatchError, match="384-dimension vectors.*makes 128.*--rebuild"):
+        retrieve("Lawrow", collection="old", settings=Settings(data_dir=tmp_path / "data", embed_dim=128))
