@@ -125,13 +125,16 @@ def fuse_scores(info: dict[str, dict[str, Any]], bm25: dict[str, float], query_l
     if doc_cos:
         lo_a, hi_a = min(doc_cos.values()), max(doc_cos.values())
         doc_lang = {doc_of[cid]: info[cid]["meta"].get("lang") for cid in info}
+        langs = {lang for lang in doc_lang.values() if lang}
+        # A whole-article vector leans harder towards the question's language than a chunk does (an English
+        # question found English 2017 articles above the German seed). When the candidates mix the
+        # question's language with others, an article in another language may be lifted by its vector,
+        # never sunk below its best chunk; among articles of one language the bias cancels out.
+        mixed = bool(query_lang) and query_lang in langs and len(langs) > 1
         for doc in doc_dense:
             a = doc_cos.get(doc)
             an = 0.0 if a is None else ((a - lo_a) / (hi_a - lo_a) if hi_a > lo_a else 1.0)
-            if query_lang and doc_lang.get(doc) and doc_lang[doc] != query_lang:
-                # A whole-article vector leans harder towards the question's language than a chunk does
-                # (an English question found English 2017 articles above the German seed): for an article
-                # in another language it may lift the article, never sink it below its best chunk.
+            if mixed and doc_lang.get(doc) and doc_lang[doc] != query_lang:
                 an = max(an, doc_dense[doc])
             doc_dense[doc] = (1 - article_weight) * doc_dense[doc] + article_weight * an
     return {

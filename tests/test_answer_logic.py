@@ -94,3 +94,21 @@ def test_fusion_mixes_article_vectors_into_the_dense_signal():
     mixed = fuse_scores(info, {}, "de", doc_cos={"a": 0.70, "b": 0.86, "c": 0.60}, article_weight=0.7)
     assert max(mixed, key=mixed.get) == "b-1"
     assert fuse_scores(info, {}, "de", doc_cos={"a": 0.70, "b": 0.86, "c": 0.60}, article_weight=0.0) == chunk_only
+
+
+def test_article_vectors_never_sink_another_language_in_a_mixed_pool():
+    """English question, English and German candidates: the German article's weaker whole-article cosine
+    (language bias) cannot push it below its best chunk; with German candidates only it counts as usual."""
+    from rag.retrieval import fuse_scores
+
+    info = {
+        "de-1": {"dense": 0.90, "meta": {"doc_id": "de", "lang": "de"}},
+        "en-1": {"dense": 0.86, "meta": {"doc_id": "en", "lang": "en"}},
+        "en2-1": {"dense": 0.80, "meta": {"doc_id": "en2", "lang": "en"}},
+    }
+    doc_cos = {"de": 0.70, "en": 0.84, "en2": 0.60}
+    mixed = fuse_scores(info, {}, "en", doc_cos=doc_cos, article_weight=0.7)
+    assert max(mixed, key=mixed.get) == "de-1"
+    german_only = {k: {**v, "meta": {**v["meta"], "lang": "de"}} for k, v in info.items()}
+    plain = fuse_scores(german_only, {}, "en", doc_cos=doc_cos, article_weight=0.7)
+    assert max(plain, key=plain.get) == "en-1"
