@@ -36,6 +36,10 @@ def hybrid_search(
 
         raise CollectionNotFoundError(f"no collection named {name!r}: ingest articles first (`rag ingest PATH -c {name}`)")
     n = candidates or settings.candidates
+    if not query_lang:  # the fusion's language rules need it (retrieve() and answers pass it)
+        from rag.lang import detect_language
+
+        query_lang = detect_language(query, short=True, default="")
     t0 = time.perf_counter()
     embedder = load_embedder(settings)
     store.check_embedder(name, embedder.signature)
