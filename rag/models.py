@@ -247,6 +247,7 @@ class Embedder:
         # A model's window can be far longer than a news chunk needs (EmbeddingGemma: 2048 tokens, attention
         # cost grows with the square of the length): texts are cut at RAG_EMBED_MAX_TOKENS.
         self.max_tokens = min(model_window, max_tokens) if max_tokens else model_window
+        self.full_dim = full_dim  # what the model outputs; self.dim may keep fewer (Matryoshka)
         self.dim = min(dim, full_dim) if dim else full_dim
         self.backend = "onnxruntime" if self.session is not None else "torch"
         # What a collection records about the vectors it holds: vectors of two models, dimensions or
@@ -329,7 +330,7 @@ class Embedder:
 
         # Batches of similar length waste little on padding (as sentence-transformers does).
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.zeros((len(texts), int(self.session.get_outputs()[0].shape[-1])), dtype=np.float32)
+        out = np.zeros((len(texts), self.full_dim), dtype=np.float32)
         for b in range(0, len(order), batch_size):
             idx = order[b : b + batch_size]
             enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
