@@ -39,18 +39,11 @@ def ensure_collection(corpus_path) -> None:
     print(report.summary(), flush=True)
 
 
-def top_dense(query: str) -> float:
-    from rag.lang import detect_language
-    from rag.retrieval import hybrid_search
-
-    passages = hybrid_search(query, collection=COLLECTION, query_lang=detect_language(query, short=True))
-    return max((p.dense_score or 0.0 for p in passages), default=0.0)
-
-
 def newsrag_rows(queries: list[dict], llm: str) -> dict:
     from rag.answer import ask
     from rag.evaluate import judge, summarize
     from rag.lang import detect_language
+    from rag.settings import get_settings
 
     rows, totals, firsts = [], [], []
     for i, q in enumerate(queries):
@@ -61,12 +54,19 @@ def newsrag_rows(queries: list[dict], llm: str) -> dict:
         lang = detect_language(ans.text.split("\n\n")[0], short=True, default="") if ans.answered else ""
         row = judge(q, ans.text, ans.answered, any(c.verified for c in ans.citations),
                     [c.doc_id for c in ans.citations], lang)
-        row.update({"query": q["query"], "text": ans.text, "notice": ans.notice, "top_dense": top_dense(q["query"]),
-                    "checks": [c.model_dump() for c in ans.checks], "provider": ans.provider})
+        row.update({"query": q["query"], "text": ans.text, "notice": ans.notice, "top_dense": ans.relevance,
+                    # what the model wrote, before refusal replaced it: bench/calibrate.py replays other thresholds
+                    "raw_correct": not q["unanswerable"] and any(
+                        a.lower() in " ".join(c.text for c in ans.checks).lower() for a in q.get("answer") or []),
+                    "checks": [c.model_dump() for c in ans.checks], "provider": ans.provider,
+                    "timings": ans.timings})
         rows.append(row)
         print(f"[{llm} {i + 1}/{len(queries)}] {'OK ' if row['correct'] else '-- '}{q['query'][:60]!r} -> "
               f"{ans.text[:90]!r}", flush=True)
-    return {"rows": rows, "summary": summarize(rows, totals, firsts)}
+    s = get_settings()
+    return {"rows": rows, "summary": summarize(rows, totals, firsts),
+            "settings": {"min_relevance": s.min_relevance, "verify_threshold": s.verify_threshold,
+                         "embedder": s.embed_model, "evidence_tokens": s.evidence_tokens, "verify_llm": s.verify_llm}}
 
 
 def naive_rows(queries: list[dict], records: list[dict]) -> dict:

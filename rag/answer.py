@@ -7,8 +7,9 @@ span, and sentences no source supports are flagged or removed.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,9 @@ from rag.retrieval import hybrid_search
 from rag.settings import Settings, get_settings
 from rag.text import FOLLOW_UP_WORDS, WORD
 from rag.types import Answer, ClaimCheck, Filters, Passage
-from rag.verify import MARKER, MarkerFilter, split_claims, verify_claims
+from rag.verify import MARKER, Claim, MarkerFilter, confirm_claims, split_claims, verify_claims
+
+log = logging.getLogger("newsrag.answer")
 
 
 # ------------------------------------------------------------------ history
@@ -72,6 +75,7 @@ class Evidence:
     qvec: np.ndarray
     embedder: Any
     notice: str = ""
+    best: float = 0.0  # the closest passage's dense score (scorer scale)
 
 
 def gather_evidence(question: str, query: str, lang: str, collection: str | None, user_filters: Filters,
@@ -105,7 +109,8 @@ def gather_evidence(question: str, query: str, lang: str, collection: str | None
     qvec = embedder.embed_queries([query])[0]
     select_evidence(sources, qvec, embedder, question, settings.evidence_sentences,
                     token_budget=settings.evidence_tokens)
-    return Evidence(sources, bool(relevant), qvec, embedder, notice)
+    best = max((p.dense_score or 0.0 for p in passages), default=0.0)
+    return Evidence(sources, bool(relevant), qvec, embedder, notice, best)
 
 
 def rescore_passages(passages: list[Passage], query: str, scorer, n: int) -> None:
@@ -185,7 +190,8 @@ def ask_stream(
             model_error = str(exc)
     ev = gather_evidence(question, query, lang, collection, Filters.of(filters), settings, timings)
     timings["retrieve"] = time.perf_counter() - t0
-    answer = Answer(question=question, text="", language=lang, provider=provider, query=query, notice=ev.notice)
+    answer = Answer(question=question, text="", language=lang, provider=provider, query=query, notice=ev.notice,
+                    relevance=round(ev.best, 4))
 
     def refusal() -> Answer:
         """The one way newsrag declines: the localized refusal and the closest sources."""
@@ -200,10 +206,10 @@ def ask_stream(
         yield answer
         return
     raw: list[str] = []
+    messages = answer_messages(question, lang, ev.sources, pairs)
     if model is not None:
         try:
-            for shown in generate(model, answer_messages(question, lang, ev.sources, pairs),
-                                  {s.n for s in ev.sources if s.selected}, settings, raw):
+            for shown in generate(model, messages, {s.n for s in ev.sources if s.selected}, settings, raw):
                 timings.setdefault("first_token", time.perf_counter() - t0)
                 yield shown
         except LLMError as exc:
@@ -225,15 +231,43 @@ def ask_stream(
             return
         timings.setdefault("first_token", time.perf_counter() - t0)
         yield prompts.localized(prompts.EXTRACTIVE_NOTE, lang) + "\n" + raw[0]
+    check = None
+    if provider != "extractive" and settings.verify_llm:
+        check = model_check(model, messages, "".join(raw), question, settings, timings)
     final = finish(answer, "".join(raw).replace(prompts.NOT_COVERED, ""), ev.sources, ev.embedder, settings,
-                   extractive=provider == "extractive")
+                   extractive=provider == "extractive", check=check)
     final.timings = {**timings, "total": time.perf_counter() - t0}
     yield final
 
 
+def model_check(model, messages: list[dict], raw_answer: str, question: str, settings: Settings,
+                timings: dict[str, float]) -> Callable[[Claim], str]:
+    """The LLM's yes/no on one claim against its quote, as a continuation of the answer conversation (its
+    KV cache is reused). A failed check leaves the claim as the deterministic checks left it."""
+    from rag.llm import stream_with_timeout
+
+    def ask_model(claim: Claim) -> str:
+        t = time.perf_counter()
+        try:
+            reply = "".join(stream_with_timeout(
+                model, prompts.check_messages(messages, raw_answer, claim.source or 0, claim.sentence[2],
+                                              claim.text, question),
+                max_tokens=3, temperature=0.0, timeout=settings.llm_timeout))
+        except LLMError as exc:
+            log.warning("claim check failed (%s); the claim keeps its deterministic verdict", exc)
+            return ""
+        finally:
+            timings["model_check"] = timings.get("model_check", 0.0) + time.perf_counter() - t
+        word = (WORD.findall(reply.lower()) or [""])[0]
+        return "yes" if word in prompts.CHECK_YES else "no"
+
+    return ask_model
+
+
 def finish(answer: Answer, raw_text: str, sources: list[Source], embedder, settings: Settings,
-           extractive: bool = False) -> Answer:
-    """Verify citations, renumber them by first use, attach quotes and spans."""
+           extractive: bool = False, check: Callable[[Claim], str] | None = None) -> Answer:
+    """Verify citations (and, with `check`, put the survivors to the model), renumber them by first use,
+    attach quotes and spans."""
     valid = {s.n for s in sources if s.selected} or {s.n for s in sources}
     claims = split_claims(raw_text, valid)
     by_n = {s.n: s for s in sources}
@@ -245,8 +279,10 @@ def finish(answer: Answer, raw_text: str, sources: list[Source], embedder, setti
     else:
         verify_claims(claims, sources, embedder, settings.verify_threshold, question=answer.question,
                       claim_lang=answer.language, min_relevance=settings.quote_min_relevance)
+        if check is not None:
+            confirm_claims(claims, check)
     answer.checks = [ClaimCheck(text=c.text, support=round(c.support, 4), verified=c.source is not None,
-                                problems=c.problems) for c in claims]
+                                problems=c.problems, model_check=c.model_check) for c in claims]
     numbering: dict[int, int] = {}
     best_quote: dict[int, tuple[float, tuple[int, int, str] | None]] = {}
     parts: list[str] = []

@@ -44,6 +44,15 @@ ANSWER_TEMPLATE = """Sources:
 
 Answer in {language} in complete sentences, citing sources as [n] after each sentence."""
 
+# The claim check (RAG_VERIFY_LLM): one more user turn after the model's own answer, so the model has seen
+# the sources and the question and the server reuses the whole conversation's KV cache; only this turn
+# (~60 tokens) is evaluated per claim. One word back.
+CHECK_TEMPLATE = """Check one sentence of your answer.
+Source [{n}] says: "{quote}"
+Your sentence: "{claim}"
+Does the source say exactly this, with the same names, numbers and dates, and does it answer the question "{question}"? Reply with one word: yes or no."""
+CHECK_YES = ("yes", "ja", "oui", "sí", "si")
+
 SOURCE_TEMPLATE = '<source n="{n}" title="{title}" outlet="{outlet}" date="{date}">\n{text}\n</source>'
 
 HISTORY_TEMPLATE = "Earlier in this conversation:\n{turns}\n\n"
@@ -101,6 +110,15 @@ def _attr(value: str) -> str:
 def format_source(n: int, title: str, outlet: str, date: str, text: str) -> str:
     return SOURCE_TEMPLATE.format(n=n, title=_attr(title), outlet=_attr(outlet), date=_attr(date or "unknown"),
                                   text=quote_source(text))
+
+
+def check_messages(messages: list[dict[str, str]], answer: str, n: int, quote: str, claim: str,
+                   question: str) -> list[dict[str, str]]:
+    """The answer conversation, the model's answer, and one claim to confirm against its quote."""
+    return [*messages, {"role": "assistant", "content": answer},
+            {"role": "user", "content": CHECK_TEMPLATE.format(n=n, quote=quote_source(quote).replace('"', "'"),
+                                                              claim=claim.replace('"', "'"),
+                                                              question=question.replace('"', "'"))}]
 
 
 def answer_messages(question: str, sources: list[str], language: str,

@@ -129,6 +129,10 @@ class Settings(BaseSettings):
         0.82, description="Extractive answers (and the fallback) refuse unless a sentence is this close to the question."
     )
     verify_threshold: float = Field(0.88, description="Support score a cited sentence needs.")
+    verify_llm: bool = Field(
+        False, description="After the answer, ask the LLM once per claim whether its quote states it (yes/no); "
+        "a 'no' flags the claim [?]. Costs about a second per claim on a CPU (bench/RESULTS.md)."
+    )
     quote_min_relevance: float = Field(
         0.0, description="A supporting sentence must be at least this close to the question (cosine), or the claim is "
         "flagged as not answering it."

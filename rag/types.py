@@ -117,6 +117,8 @@ class ClaimCheck(BaseModel):
     support: float = Field(0.0, description="Support score of its best candidate quote (see rag/verify.py).")
     verified: bool = Field(False, description="A quote states it: it carries a ✓ citation.")
     problems: list[str] = Field(default_factory=list, description="Why it is not verified (flagged [?]).")
+    model_check: str = Field("", description="The LLM's yes/no on whether its quote states it (RAG_VERIFY_LLM); "
+                             "empty when not asked.")
 
 
 class Answer(BaseModel):
@@ -132,6 +134,9 @@ class Answer(BaseModel):
     sources: list[Citation] = Field(default_factory=list)  # closest sources (shown on refusal)
     query: str = ""  # the standalone query used for retrieval
     timings: dict[str, float] = Field(default_factory=dict)
+    relevance: float = Field(
+        0.0, description="The closest source's dense score on the scorer's calibrated scale; the question is "
+        "refused below RAG_MIN_RELEVANCE (bench/calibrate.py replays answers against this).")
 
 
 class FailedFile(BaseModel):

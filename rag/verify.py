@@ -4,6 +4,7 @@ and the streaming filter that keeps unknown markers and the refusal signal from 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rag import facts, prompts
@@ -47,6 +48,7 @@ class Claim:
     source: int | None = None  # final supporting source number (prompt numbering)
     sentence: tuple[int, int, str] | None = None
     problems: list[str] = field(default_factory=list)  # why the candidate quote does not support it
+    model_check: str = ""  # "yes"/"no" from the LLM's claim check (RAG_VERIFY_LLM), "" when not asked
 
 
 def split_claims(answer: str, valid: set[int]) -> list[Claim]:
@@ -141,6 +143,20 @@ def verify_claims(claims: list[Claim], sources: list[Source], embedder, threshol
                 break
         else:
             claim.source, claim.problems = None, first_problems or []
+
+
+MODEL_SAYS_NO = "the language model's check: the quote does not state it"
+
+
+def confirm_claims(claims: list[Claim], ask_model: Callable[[Claim], str]) -> None:
+    """The claims that passed every check above, put to the model (`ask_model` returns its yes/no); a "no"
+    flags the claim. Measured in bench/answer_quality.py; off unless RAG_VERIFY_LLM is set."""
+    for claim in claims:
+        if claim.source is None or claim.sentence is None:
+            continue
+        claim.model_check = ask_model(claim)
+        if claim.model_check == "no":
+            claim.source, claim.problems = None, [MODEL_SAYS_NO]
 
 
 # ------------------------------------------------------------------ streaming filter

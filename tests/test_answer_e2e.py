@@ -231,3 +231,26 @@ def test_cli_ask_json(corpus):
     hits = json.loads(r.stdout)
     assert [h["doc_id"] for h in hits] == [SEED_ID]
     assert Path(get_settings().data_dir).exists()
+
+
+@pytest.mark.slow
+def test_model_claim_check_with_the_real_local_llm(corpus, monkeypatch):
+    """RAG_VERIFY_LLM=1: the packaged model confirms a right answer's claims (so it keeps its ✓) and the cost is
+    recorded; the check runs after the answer streamed, so time to first token is unchanged."""
+    monkeypatch.setenv("RAG_VERIFY_LLM", "1")
+    from rag.settings import reset_settings
+
+    reset_settings()
+    try:
+        ans = ask(QA[0]["query"], collection="news", llm="local")
+        asked = [c for c in ans.checks if c.model_check]
+        assert asked, ans.checks  # every claim that passed the deterministic checks was put to the model
+        assert all(c.model_check in ("yes", "no") for c in asked)
+        assert all(c.verified == (c.model_check == "yes") for c in asked)
+        if ans.answered:
+            assert any(a.lower() in ans.text.lower() for a in QA[0]["answer"]), ans.text
+            assert seed_citation(ans).verified
+        assert ans.timings["model_check"] > 0 and ans.timings["first_token"] < ans.timings["total"]
+    finally:
+        monkeypatch.delenv("RAG_VERIFY_LLM")
+        reset_settings()
