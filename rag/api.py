@@ -4,21 +4,24 @@ newsrag's own routes: POST /ask (JSON, or server-sent events with "stream": true
 POST /ingest, GET /collections. OpenAI-compatible routes, so that any OpenAI SDK or chat UI (Open WebUI,
 LibreChat) can talk to newsrag: POST /v1/chat/completions (`model` = the collection, `stream` as SSE chunks;
 the text carries the [n] markers and a sources block, the full citations ride in the extra `citations`
-field) and GET /v1/models (the collections). GET /healthz needs no token.
+field) and GET /v1/models (the collections). POST /v1/embeddings makes this machine an OpenAI-compatible
+embedding server for others (RAG_EMBED_PROVIDER=openai there): the local embedder's vectors of the texts as
+given (clients add query/passage prompts). GET /healthz needs no token.
 
-Errors: 404 unknown collection, 409 collection made by another embedder, 503 Chroma or a model unavailable,
-422 bad input, 401 wrong token.
+Errors: 404 unknown collection (or embedding model), 409 collection made by another embedder, 503 Chroma or
+a model (or the embedding server) unavailable, 422 bad input, 401 wrong token.
 Binds 127.0.0.1 by default; bound elsewhere it requires RAG_API_TOKEN as a bearer token.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -96,6 +99,28 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: str = "list"
     data: list[ModelCard]
+
+
+class EmbeddingRequest(BaseModel):
+    input: str | Annotated[list[str], Field(min_length=1, max_length=2048)] = Field(
+        description="A text or a list of texts, embedded as given (prompts such as e5's `query: ` are the client's).")
+    model: str = Field("", description="RAG_EMBED_MODEL or a packaged embedder's name ('' = RAG_EMBED_MODEL).")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1, description="Keep the first N dimensions, re-normalised.")
+    user: str | None = None
+
+
+class EmbeddingItem(BaseModel):
+    object: str = "embedding"
+    index: int
+    embedding: list[float] | str  # base64 little-endian float32 with encoding_format=base64
+
+
+class EmbeddingList(BaseModel):
+    object: str = "list"
+    data: list[EmbeddingItem]
+    model: str
+    usage: dict[str, int]
 
 
 class Health(BaseModel):
@@ -208,6 +233,38 @@ def create_app(bind_host: str = "127.0.0.1") -> FastAPI:
         from rag.store import Store
 
         return ModelList(data=[ModelCard(id=name) for name in Store().collection_names()])
+
+    @app.post("/v1/embeddings", response_model=EmbeddingList, dependencies=protected,
+              responses={**errors, 404: {"model": ErrorBody}})
+    def embeddings_endpoint(req: EmbeddingRequest) -> Any:
+        import numpy as np
+
+        from rag.models import PACKAGED_EMBEDDERS, load_embedder
+
+        current = get_settings()
+        name, short = req.model or current.embed_model, (req.model or current.embed_model).rsplit("/", 1)[-1]
+        # Always this machine's model, also if it embeds on a server itself: no chains of servers.
+        local = current.model_copy(update={"embed_provider": "local"})
+        if current.embed_model in (name, short):  # `intfloat/multilingual-e5-small` is the packaged e5 too
+            name = current.embed_model
+        elif short in PACKAGED_EMBEDDERS:  # another packaged model, at its full dimension
+            name = short
+            local = local.model_copy(update={"embed_model": name, "embed_dim": 0})
+        else:
+            known = ", ".join(dict.fromkeys([current.embed_model, *PACKAGED_EMBEDDERS]))
+            return JSONResponse(status_code=404, content={"error": f"no embedding model {name!r} here; use {known}"})
+        embedder = load_embedder(local)
+        texts = [req.input] if isinstance(req.input, str) else req.input
+        vectors = embedder.embed_texts(texts, batch_size=current.embed_batch_size)
+        if req.dimensions is not None and req.dimensions > vectors.shape[1]:
+            raise NewsragError(f"{name} makes {vectors.shape[1]}-dimension vectors, fewer than dimensions={req.dimensions}")
+        if req.dimensions is not None and req.dimensions < vectors.shape[1]:
+            vectors = vectors[:, : req.dimensions]
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        tokens = sum(embedder.count_tokens(texts))
+        data = [EmbeddingItem(index=i, embedding=base64.b64encode(v.astype("<f4").tobytes()).decode()
+                              if req.encoding_format == "base64" else v.tolist()) for i, v in enumerate(vectors)]
+        return EmbeddingList(data=data, model=name, usage={"prompt_tokens": tokens, "total_tokens": tokens})
 
     @app.post("/v1/chat/completions", response_model=ChatCompletion, dependencies=protected, responses=errors)
     def chat_completions(req: ChatRequest) -> Any:

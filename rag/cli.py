@@ -49,7 +49,7 @@ def models(ctx: click.Context) -> None:
     from rag.models import models_report
 
     for row in models_report():
-        colour = "green" if row["status"] in ("ready",) or row["status"].startswith("custom") else "yellow"
+        colour = "green" if row["status"] in ("ready", "remote") or row["status"].startswith("custom") else "yellow"
         click.echo(f"{row['model']:<28} ", nl=False)
         click.secho(f"{row['status']:<12}", fg=colour, nl=False)
         click.echo(f" {row['where']}\n{'':<28}  from {row['from']}")
@@ -287,7 +287,7 @@ def evaluate(queries: Path, collection: str | None, mode: str, llm: str | None, 
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
 def serve(host: str, port: int) -> None:
-    """Serve the HTTP API (FastAPI): /ask, /retrieve, /ingest, /collections."""
+    """Serve the HTTP API (FastAPI): /ask, /retrieve, /ingest, /collections, OpenAI-compatible /v1/..."""
     import uvicorn
 
     from rag.api import create_app

@@ -62,7 +62,7 @@ def llm_check(settings: Settings) -> Check:
 
 
 def embedder_check(settings: Settings) -> Check:
-    from rag.errors import NewsragError
+    from rag.errors import EmbedderUnavailableError, NewsragError
     from rag.models import load_embedder, load_scorer
 
     try:
@@ -70,6 +70,8 @@ def embedder_check(settings: Settings) -> Check:
         vec = embedder.embed_queries(["Wann besuchte Lawrow Pjöngjang?"])[0]
         scorer = load_scorer(settings)
         scorer.embed_queries(["Wann besuchte Lawrow Pjöngjang?"])
+    except EmbedderUnavailableError as exc:
+        return Check("embedder", False, str(exc), "start the embedding server or fix RAG_EMBED_BASE_URL")
     except NewsragError as exc:
         return Check("embedder", False, str(exc), "run `rag models fetch`")
     scoring = "" if scorer is embedder else f"; answers scored with {scorer.signature}"

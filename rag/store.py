@@ -277,9 +277,11 @@ class Store:
         """Refuse to mix vectors: the collection must have been made by the embedder in use."""
         recorded = self.embedder_of(name)
         if recorded and recorded != signature:
+            remote = "openai:" in (recorded[:7], signature[:7])  # an embedding server made one of them
+            setting = "RAG_EMBED_PROVIDER, RAG_EMBED_API_MODEL and RAG_EMBED_MODEL" if remote else "RAG_EMBED_MODEL"
             raise EmbedderMismatchError(
                 f"collection {name!r} holds vectors of the embedder {recorded}, but the embedder in use is "
-                f"{signature}: set RAG_EMBED_MODEL back, or re-embed it with `rag ingest --rebuild -c {name}`")
+                f"{signature}: set {setting} back, or re-embed it with `rag ingest --rebuild -c {name}`")
 
     # --------------------------------------------------------------- manifest
     def manifest(self, name: str) -> dict[str, ArticleRecord]:

@@ -1,0 +1,93 @@
+"""The embedder interface every embedder offers (`EmbedderBase`): the local model (`rag.models.Embedder`) and
+an OpenAI-compatible embedding server (`rag.remote_embedder.RemoteEmbedder`) are used the same way by ingest,
+retrieval and answering.
+
+The shared part lives here: query/passage prompts, the small LRU cache of recurring texts and Matryoshka
+truncation. A subclass sets the attributes and implements `count_tokens` and `_full_encode`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class EmbedderBase:
+    name: str  # the model (a folder, an id, or the remote model name)
+    full_dim: int  # what the model outputs; dim may keep fewer (Matryoshka)
+    dim: int
+    precision: str
+    # What a collection records about the vectors it holds: vectors of two models, dimensions, precisions or
+    # providers must never be mixed in one collection (rag.store.Store.check_embedder).
+    signature: str
+    backend: str  # how the vectors are made, for `rag doctor`
+    max_tokens: int  # chunks are sized to fit this window
+    encode_tokens: int  # texts are cut here when embedded (benchmarks lower it)
+    query_prefix: str
+    passage_prefix: str
+
+    def __init__(self) -> None:
+        # Tokenizers keep mutable truncation/padding state: concurrent calls from threads (UI sessions, HTTP
+        # requests, ingest) corrupt each other, so calls are serialised.
+        self._lock = threading.Lock()
+        # Questions and article sentences recur within a conversation (retrieval, evidence selection
+        # and verification all embed them): a small LRU saves repeated model calls. ~12 MB at most.
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.cache_size = 8192
+        self.query_prefix = self.passage_prefix = ""
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens the model reads for each text, with specials (no truncation)."""
+        raise NotImplementedError
+
+    def embed_passages(self, texts: list[str], batch_size: int = 32, cache: bool = False) -> np.ndarray:
+        """Passage vectors; `cache=True` for short texts that recur (sentences), not for ingest chunks."""
+        return self._encode([self.passage_prefix + t for t in texts], batch_size, cache)
+
+    def embed_queries(self, texts: list[str], batch_size: int = 32, cache: bool = True) -> np.ndarray:
+        return self._encode([self.query_prefix + t for t in texts], batch_size, cache)
+
+    def embed_texts(self, texts: list[str], batch_size: int = 32, cache: bool = False) -> np.ndarray:
+        """Vectors of the texts as given, without a query or passage prompt (the /v1/embeddings route of
+        `rag serve`: its clients add the prompts, as with any OpenAI-compatible embedding server)."""
+        return self._encode(list(texts), batch_size, cache)
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def _encode(self, texts: list[str], batch_size: int, cache: bool = False) -> np.ndarray:
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            if not cache:
+                return self._model_encode(texts, batch_size)
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+            if missing:
+                for text, vec in zip(missing, self._model_encode(missing, batch_size), strict=True):
+                    self._cache[text] = vec
+            out = np.stack([self._cache[t] for t in texts])
+            for t in texts:
+                self._cache.move_to_end(t)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+            return out
+
+    def _model_encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        vectors = self._full_encode(texts, batch_size)
+        if vectors.shape[1] > self.dim:  # Matryoshka truncation: the leading dimensions, re-normalised
+            import numpy as np
+
+            vectors = vectors[:, : self.dim]
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
+
+    def _full_encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Normalised full-dimension vectors of the texts (called with the lock held)."""
+        raise NotImplementedError
