@@ -59,7 +59,7 @@ def newsrag_rows(queries: list[dict], llm: str) -> dict:
                     "raw_correct": not q["unanswerable"] and any(
                         a.lower() in " ".join(c.text for c in ans.checks).lower() for a in q.get("answer") or []),
                     "checks": [c.model_dump() for c in ans.checks], "provider": ans.provider,
-                    "timings": ans.timings})
+                    "timings": ans.timings, "latency": ans.timings.get("total", 0.0)})
         rows.append(row)
         print(f"[{llm} {i + 1}/{len(queries)}] {'OK ' if row['correct'] else '-- '}{q['query'][:60]!r} -> "
               f"{ans.text[:90]!r}", flush=True)
@@ -89,7 +89,7 @@ def naive_rows(queries: list[dict], records: list[dict]) -> dict:
         answered = bool(text) and not any(p in text.lower() for p in NAIVE_REFUSALS)
         lang = detect_language(text, short=True, default="") if answered else ""
         row = judge(q, text, answered, False, [str(n.node.metadata.get("doc_id")) for n in resp.source_nodes], lang)
-        row.update({"query": q["query"], "text": text})
+        row.update({"query": q["query"], "text": text, "latency": totals[-1]})
         rows.append(row)
         print(f"[naive {i + 1}/{len(queries)}] {'OK ' if row['correct'] else '-- '}{q['query'][:60]!r} -> "
               f"{text[:90]!r}", flush=True)
@@ -109,11 +109,11 @@ COLUMNS = ("correct", "wrongly_refused", "unanswerable_refused", "wrong_but_veri
 
 
 def table(results: dict) -> str:
-    lines = ["| answerer | " + " | ".join(c.replace("_", " ") for c in COLUMNS) + " |",
+    lines = ["| answerer (questions) | " + " | ".join(c.replace("_", " ") for c in COLUMNS) + " |",
              "|---" * (len(COLUMNS) + 1) + "|"]
     for name, res in results.items():
         s = res["summary"]
-        lines.append(f"| {name} | " + " | ".join(f"{s.get(c, 0):.2f}" for c in COLUMNS) + " |")
+        lines.append(f"| {name} ({len(res['rows'])}) | " + " | ".join(f"{s.get(c, 0):.2f}" for c in COLUMNS) + " |")
     kinds = sorted({k for res in results.values() for k in by_kind(res["rows"])})
     lines += ["", "Correct (answerable) or refused (unanswerable), by kind of question:", "",
               "| answerer | " + " | ".join(f"{k} (n={by_kind(next(iter(results.values()))['rows'])[k]['n']})"
@@ -124,13 +124,42 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(limit: int | None = None, which: tuple[str, ...] = ("local", "extractive", "naive")) -> dict:
+def stratified(queries: list[dict], per_kind: int) -> list[dict]:
+    """The first `per_kind` questions of each kind (a cheaper run that still covers every row)."""
+    seen: dict[str, int] = {}
+    out = []
+    for q in queries:
+        if seen.get(q["kind"], 0) < per_kind:
+            seen[q["kind"]] = seen.get(q["kind"], 0) + 1
+            out.append(q)
+    return out
+
+
+def on_common_questions(results: dict) -> dict:
+    """Every answerer restricted to the questions all of them answered (when one ran on a sample)."""
+    from rag.evaluate import summarize
+
+    common = set.intersection(*({r["id"] for r in res["rows"]} for res in results.values()))
+    out = {}
+    for name, res in results.items():
+        rows = [r for r in res["rows"] if r["id"] in common]
+        firsts = [r["timings"]["first_token"] for r in rows if "first_token" in r.get("timings", {})]
+        out[name] = {"rows": rows, "summary": summarize(rows, [r.get("latency", 0.0) for r in rows], firsts)}
+    return out
+
+
+def main(limit: int | None = None, which: tuple[str, ...] = ("local", "extractive", "naive"),
+         per_kind: int = 0, merge: bool = False) -> dict:
     use_bench_settings()
     corpus_path, questions_path = answer_corpus()
     queries = read_jsonl(questions_path)[:limit]
+    if per_kind:
+        queries = stratified(queries, per_kind)
     records = read_jsonl(corpus_path)
     ensure_collection(corpus_path)
-    results = {}
+    # --merge adds answerers to the last run's file (e.g. the slow naive peer on a stratified sample);
+    # their table rows then cover fewer questions, which the table says.
+    results = json.loads(OUT.read_text(encoding="utf-8")) if merge and OUT.exists() else {}
     for name in which:
         if name == "naive":
             results["naive llama-index (same LLM)"] = naive_rows(queries, records)
@@ -138,6 +167,8 @@ def main(limit: int | None = None, which: tuple[str, ...] = ("local", "extractiv
             results[f"newsrag ({name})"] = newsrag_rows(queries, name)
         OUT.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
     print(table(results), flush=True)
+    if len({len(res["rows"]) for res in results.values()}) > 1:
+        print("\nOn the questions every answerer ran:\n" + table(on_common_questions(results)), flush=True)
     return results
 
 
@@ -145,6 +176,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--only", nargs="*", default=["local", "extractive", "naive"])
+    parser.add_argument("--per-kind", type=int, default=0, help="only the first N questions of each kind")
+    parser.add_argument("--merge", action="store_true", help="keep the other answerers of the last run")
     args = parser.parse_args()
-    main(args.limit, tuple(args.only))
+    main(args.limit, tuple(args.only), args.per_kind, args.merge)
     print(f"wrote {OUT} (bench data in {BENCH_DATA})")
