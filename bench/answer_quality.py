@@ -144,7 +144,7 @@ def on_common_questions(results: dict) -> dict:
     for name, res in results.items():
         rows = [r for r in res["rows"] if r["id"] in common]
         firsts = [r["timings"]["first_token"] for r in rows if "first_token" in r.get("timings", {})]
-        out[name] = {"rows": rows, "summary": summarize(rows, [r.get("latency", 0.0) for r in rows], firsts)}
+        out[name] = {"rows": rows, "summary": summarize(rows, [r.get("latency", r.get("timings", {}).get("total", 0.0)) for r in rows], firsts)}
     return out
 
 
