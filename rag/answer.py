@@ -233,39 +233,42 @@ def ask_stream(
         yield prompts.localized(prompts.EXTRACTIVE_NOTE, lang) + "\n" + raw[0]
     check = None
     if provider != "extractive" and settings.verify_llm:
-        check = model_check(model, messages, "".join(raw), question, settings, timings)
+        check = model_check(model, ev.sources, question, lang, settings, timings)
     final = finish(answer, "".join(raw).replace(prompts.NOT_COVERED, ""), ev.sources, ev.embedder, settings,
                    extractive=provider == "extractive", check=check)
     final.timings = {**timings, "total": time.perf_counter() - t0}
     yield final
 
 
-def model_check(model, messages: list[dict], raw_answer: str, question: str, settings: Settings,
-                timings: dict[str, float]) -> Callable[[Claim], str]:
-    """The LLM's yes/no on one claim against its quote, as a continuation of the answer conversation (its
-    KV cache is reused). A failed check leaves the claim as the deterministic checks left it."""
+def model_check(model, sources: list[Source], question: str, lang: str, settings: Settings,
+                timings: dict[str, float]) -> Callable[[Claim], str | None]:
+    """Ask the question again with one claim's quote as the only source (prompts.check_messages); the reply
+    is judged in rag.verify.reanswer_problem. None when the model fails (the claim keeps its deterministic
+    verdict, and the failure is logged)."""
     from rag.llm import stream_with_timeout
 
-    def ask_model(claim: Claim) -> str:
+    by_n = {s.n: s for s in sources}
+
+    def ask_model(claim: Claim) -> str | None:
+        src = by_n[claim.source or 0]
+        messages = prompts.check_messages(question, claim.context or claim.sentence[2],
+                                          str(src.meta.get("title", "")), str(src.meta.get("date", "")),
+                                          LANGUAGE_NAMES.get(lang, "English"))
         t = time.perf_counter()
         try:
-            reply = "".join(stream_with_timeout(
-                model, prompts.check_messages(messages, raw_answer, claim.source or 0, claim.sentence[2],
-                                              claim.text, question),
-                max_tokens=3, temperature=0.0, timeout=settings.llm_timeout))
+            return "".join(stream_with_timeout(model, messages, max_tokens=80, temperature=0.0,
+                                               timeout=settings.llm_timeout))
         except LLMError as exc:
             log.warning("claim check failed (%s); the claim keeps its deterministic verdict", exc)
-            return ""
+            return None
         finally:
             timings["model_check"] = timings.get("model_check", 0.0) + time.perf_counter() - t
-        word = (WORD.findall(reply.lower()) or [""])[0]
-        return "yes" if word in prompts.CHECK_YES else "no"
 
     return ask_model
 
 
 def finish(answer: Answer, raw_text: str, sources: list[Source], embedder, settings: Settings,
-           extractive: bool = False, check: Callable[[Claim], str] | None = None) -> Answer:
+           extractive: bool = False, check: Callable[[Claim], str | None] | None = None) -> Answer:
     """Verify citations (and, with `check`, put the survivors to the model), renumber them by first use,
     attach quotes and spans."""
     valid = {s.n for s in sources if s.selected} or {s.n for s in sources}
@@ -280,7 +283,7 @@ def finish(answer: Answer, raw_text: str, sources: list[Source], embedder, setti
         verify_claims(claims, sources, embedder, settings.verify_threshold, question=answer.question,
                       claim_lang=answer.language, min_relevance=settings.quote_min_relevance)
         if check is not None:
-            confirm_claims(claims, check)
+            confirm_claims(claims, check, answer.question)
     answer.checks = [ClaimCheck(text=c.text, support=round(c.support, 4), verified=c.source is not None,
                                 problems=c.problems, model_check=c.model_check) for c in claims]
     numbering: dict[int, int] = {}

@@ -44,15 +44,6 @@ ANSWER_TEMPLATE = """Sources:
 
 Answer in {language} in complete sentences, citing sources as [n] after each sentence."""
 
-# The claim check (RAG_VERIFY_LLM): one more user turn after the model's own answer, so the model has seen
-# the sources and the question and the server reuses the whole conversation's KV cache; only this turn
-# (~60 tokens) is evaluated per claim. One word back.
-CHECK_TEMPLATE = """Check one sentence of your answer.
-Source [{n}] says: "{quote}"
-Your sentence: "{claim}"
-Does the source say exactly this, with the same names, numbers and dates, and does it answer the question "{question}"? Reply with one word: yes or no."""
-CHECK_YES = ("yes", "ja", "oui", "sí", "si")
-
 SOURCE_TEMPLATE = '<source n="{n}" title="{title}" outlet="{outlet}" date="{date}">\n{text}\n</source>'
 
 HISTORY_TEMPLATE = "Earlier in this conversation:\n{turns}\n\n"
@@ -112,15 +103,6 @@ def format_source(n: int, title: str, outlet: str, date: str, text: str) -> str:
                                   text=quote_source(text))
 
 
-def check_messages(messages: list[dict[str, str]], answer: str, n: int, quote: str, claim: str,
-                   question: str) -> list[dict[str, str]]:
-    """The answer conversation, the model's answer, and one claim to confirm against its quote."""
-    return [*messages, {"role": "assistant", "content": answer},
-            {"role": "user", "content": CHECK_TEMPLATE.format(n=n, quote=quote_source(quote).replace('"', "'"),
-                                                              claim=claim.replace('"', "'"),
-                                                              question=question.replace('"', "'"))}]
-
-
 def answer_messages(question: str, sources: list[str], language: str,
                     history: list[tuple[str, str]]) -> list[dict[str, str]]:
     turns = "\n".join(f"User: {q}\nAssistant: {a}" for q, a in history)
@@ -134,3 +116,11 @@ def answer_messages(question: str, sources: list[str], language: str,
         {"role": "assistant", "content": EXAMPLE_ASSISTANT},
         {"role": "user", "content": user},
     ]
+
+
+def check_messages(question: str, quote: str, title: str, date: str, language: str) -> list[dict[str, str]]:
+    """The claim check (RAG_VERIFY_LLM): the same question asked again with the claim's quote (and its
+    neighbouring sentences) as the only source. Asking the model whether its own sentence is right gets
+    "yes" every time (87 of 87 on bench/answer_quality.py, wrong answers included); answering again from
+    the quote alone is a question it is good at, and the prompt shares the cached system prefix."""
+    return answer_messages(question, [format_source(1, title, "", date, quote)], language, [])

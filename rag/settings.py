@@ -162,8 +162,9 @@ class Settings(BaseSettings):
     )
     verify_threshold: float = Field(0.88, description="Support score a cited sentence needs.")
     verify_llm: bool = Field(
-        False, description="After the answer, ask the LLM once per claim whether its quote states it (yes/no); "
-        "a 'no' flags the claim [?]. Costs about a second per claim on a CPU (bench/RESULTS.md)."
+        False, description="After the answer, ask the LLM the question again with each verified claim's quote as "
+        "the only source; a reply without an answer or with other numbers/names flags the claim [?] "
+        "(bench/RESULTS.md: its effect on wrong-but-verified and its cost per claim)."
     )
     quote_min_relevance: float = Field(
         0.0, description="A supporting sentence must be at least this close to the question (cosine), or the claim is "

@@ -49,6 +49,7 @@ class Claim:
     sentence: tuple[int, int, str] | None = None
     problems: list[str] = field(default_factory=list)  # why the candidate quote does not support it
     model_check: str = ""  # "yes"/"no" from the LLM's claim check (RAG_VERIFY_LLM), "" when not asked
+    context: str = ""  # the supporting sentence with its neighbours (what the claim check shows the model)
 
 
 def split_claims(answer: str, valid: set[int]) -> list[Claim]:
@@ -140,23 +141,43 @@ def verify_claims(claims: list[Claim], sources: list[Source], embedder, threshol
                 claim.support, claim.sentence = scores[j], sentence
             if not problems:
                 claim.support, claim.sentence, claim.source, claim.problems = scores[j], sentence, n, []
+                claim.context = context
                 break
         else:
             claim.source, claim.problems = None, first_problems or []
 
 
-MODEL_SAYS_NO = "the language model's check: the quote does not state it"
+def reanswer_problem(reply: str, claim: str, question: str) -> str:
+    """Why the model's answer from the quote alone (prompts.check_messages) does not back `claim`; "" when
+    it does: it must find an answer there, and state the claim's own numbers and names (those not already
+    in the question)."""
+    body = MARKER.sub("", reply).strip()
+    if prompts.NOT_COVERED in body[:40] or not any(ch.isalpha() for ch in body):
+        return "the model finds no answer in the quote"
+    asked = facts.numbers(question)
+    own_numbers = [w for w, values in facts.numbers(claim) if not any(values & v for _, v in asked)]
+    missing = facts.missing_numbers(" ".join(own_numbers), body) if own_numbers else []
+    missing += [n for n in facts.names(claim) if not facts.mentions_name(n, question)
+                and not facts.mentions_name(n, body)]
+    if missing:
+        return f"from the quote alone the model answers otherwise ({', '.join(missing)} not in: {body[:120]!r})"
+    return ""
 
 
-def confirm_claims(claims: list[Claim], ask_model: Callable[[Claim], str]) -> None:
-    """The claims that passed every check above, put to the model (`ask_model` returns its yes/no); a "no"
-    flags the claim. Measured in bench/answer_quality.py; off unless RAG_VERIFY_LLM is set."""
+def confirm_claims(claims: list[Claim], ask_model: Callable[[Claim], str | None], question: str) -> None:
+    """The claims that passed every check above, asked again from their quote alone (`ask_model` returns the
+    model's reply, None when it could not run): a reply that does not back the claim flags it. Measured in
+    bench/answer_quality.py (RAG_VERIFY_LLM)."""
     for claim in claims:
         if claim.source is None or claim.sentence is None:
             continue
-        claim.model_check = ask_model(claim)
-        if claim.model_check == "no":
-            claim.source, claim.problems = None, [MODEL_SAYS_NO]
+        reply = ask_model(claim)
+        if reply is None:
+            continue
+        problem = reanswer_problem(reply, claim.text, question)
+        claim.model_check = "no" if problem else "yes"
+        if problem:
+            claim.source, claim.problems = None, [problem]
 
 
 # ------------------------------------------------------------------ streaming filter

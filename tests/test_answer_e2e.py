@@ -235,8 +235,8 @@ def test_cli_ask_json(corpus):
 
 @pytest.mark.slow
 def test_model_claim_check_with_the_real_local_llm(corpus, monkeypatch):
-    """RAG_VERIFY_LLM=1: the packaged model confirms a right answer's claims (so it keeps its ✓) and the cost is
-    recorded; the check runs after the answer streamed, so time to first token is unchanged."""
+    """RAG_VERIFY_LLM=1: the packaged model, asked again from the quote alone, backs a right answer's claims (so
+    they keep their ✓) and the cost is recorded; the check runs after the answer streamed."""
     monkeypatch.setenv("RAG_VERIFY_LLM", "1")
     from rag.settings import reset_settings
 
