@@ -233,31 +233,26 @@ def ask_stream(
         yield prompts.localized(prompts.EXTRACTIVE_NOTE, lang) + "\n" + raw[0]
     check = None
     if provider != "extractive" and settings.verify_llm:
-        check = model_check(model, ev.sources, question, lang, settings, timings)
+        check = model_check(model, question, settings, timings)
     final = finish(answer, "".join(raw).replace(prompts.NOT_COVERED, ""), ev.sources, ev.embedder, settings,
                    extractive=provider == "extractive", check=check)
+    if "model_check" in timings and hasattr(model, "warm"):
+        model.warm(prompts.answer_messages("", [], "English", []))  # the check replaced the cached prefix
     final.timings = {**timings, "total": time.perf_counter() - t0}
     yield final
 
 
-def model_check(model, sources: list[Source], question: str, lang: str, settings: Settings,
-                timings: dict[str, float]) -> Callable[[Claim], str | None]:
-    """Ask the question again with one claim's quote as the only source (prompts.check_messages); the reply
-    is judged in rag.verify.reanswer_problem. None when the model fails (the claim keeps its deterministic
+def model_check(model, question: str, settings: Settings, timings: dict[str, float]) -> Callable[[Claim], str | None]:
+    """The model copies the answer words from one claim's quote (prompts.check_messages); the reply is
+    judged in rag.verify.extraction_problem. None when the model fails (the claim keeps its deterministic
     verdict, and the failure is logged)."""
     from rag.llm import stream_with_timeout
 
-    by_n = {s.n: s for s in sources}
-
     def ask_model(claim: Claim) -> str | None:
-        src = by_n[claim.source or 0]
-        messages = prompts.check_messages(question, claim.context or claim.sentence[2],
-                                          str(src.meta.get("title", "")), str(src.meta.get("date", "")),
-                                          LANGUAGE_NAMES.get(lang, "English"))
         t = time.perf_counter()
         try:
-            return "".join(stream_with_timeout(model, messages, max_tokens=80, temperature=0.0,
-                                               timeout=settings.llm_timeout))
+            return "".join(stream_with_timeout(model, prompts.check_messages(question, claim.context or claim.text),
+                                               max_tokens=24, temperature=0.0, timeout=settings.llm_timeout))
         except LLMError as exc:
             log.warning("claim check failed (%s); the claim keeps its deterministic verdict", exc)
             return None
@@ -283,7 +278,7 @@ def finish(answer: Answer, raw_text: str, sources: list[Source], embedder, setti
         verify_claims(claims, sources, embedder, settings.verify_threshold, question=answer.question,
                       claim_lang=answer.language, min_relevance=settings.quote_min_relevance)
         if check is not None:
-            confirm_claims(claims, check, answer.question)
+            confirm_claims(claims, check)
     answer.checks = [ClaimCheck(text=c.text, support=round(c.support, 4), verified=c.source is not None,
                                 problems=c.problems, model_check=c.model_check) for c in claims]
     numbering: dict[int, int] = {}

@@ -147,34 +147,31 @@ def verify_claims(claims: list[Claim], sources: list[Source], embedder, threshol
             claim.source, claim.problems = None, first_problems or []
 
 
-def reanswer_problem(reply: str, claim: str, question: str) -> str:
-    """Why the model's answer from the quote alone (prompts.check_messages) does not back `claim`; "" when
-    it does: it must find an answer there, and state the claim's own numbers and names (those not already
-    in the question)."""
-    body = MARKER.sub("", reply).strip()
-    if prompts.NOT_COVERED in body[:40] or not any(ch.isalpha() for ch in body):
+def extraction_problem(reply: str, claim: str) -> str:
+    """Why the answer words the model copied from the quote (prompts.check_messages) do not back `claim`; ""
+    when they do: the model must find an answer there, and every number and name it copied must be in the
+    claim (in any language or format)."""
+    words = MARKER.sub("", reply).strip().strip(".\"'„“ ")
+    if not words or words.upper().startswith(prompts.CHECK_NONE) or prompts.NOT_COVERED in words:
         return "the model finds no answer in the quote"
-    asked = facts.numbers(question)
-    own_numbers = [w for w, values in facts.numbers(claim) if not any(values & v for _, v in asked)]
-    missing = facts.missing_numbers(" ".join(own_numbers), body) if own_numbers else []
-    missing += [n for n in facts.names(claim) if not facts.mentions_name(n, question)
-                and not facts.mentions_name(n, body)]
+    missing = facts.missing_numbers(words, claim)
+    missing += [n for n in facts.names(words, first_word_too=True) if not facts.mentions_name(n, claim)]
     if missing:
-        return f"from the quote alone the model answers otherwise ({', '.join(missing)} not in: {body[:120]!r})"
+        return f"the quote answers {words[:80]!r}, not this ({', '.join(missing)})"
     return ""
 
 
-def confirm_claims(claims: list[Claim], ask_model: Callable[[Claim], str | None], question: str) -> None:
-    """The claims that passed every check above, asked again from their quote alone (`ask_model` returns the
-    model's reply, None when it could not run): a reply that does not back the claim flags it. Measured in
-    bench/answer_quality.py (RAG_VERIFY_LLM)."""
+def confirm_claims(claims: list[Claim], ask_model: Callable[[Claim], str | None]) -> None:
+    """The claims that passed every check above, put to the model with their quote (`ask_model` returns the
+    answer words it copied, None when it could not run): a reply that does not back the claim flags it.
+    Measured in bench/answer_quality.py (RAG_VERIFY_LLM)."""
     for claim in claims:
         if claim.source is None or claim.sentence is None:
             continue
         reply = ask_model(claim)
         if reply is None:
             continue
-        problem = reanswer_problem(reply, claim.text, question)
+        problem = extraction_problem(reply, claim.text)
         claim.model_check = "no" if problem else "yes"
         if problem:
             claim.source, claim.problems = None, [problem]
