@@ -160,7 +160,10 @@ class Settings(BaseSettings):
     extractive_min_score: float = Field(
         0.82, description="Extractive answers (and the fallback) refuse unless a sentence is this close to the question."
     )
-    verify_threshold: float = Field(0.88, description="Support score a cited sentence needs.")
+    verify_threshold: float = Field(
+        0.80, description="Support score a cited sentence needs (with the claim check on, a stricter value only "
+        "refused more right answers: bench/calibrate.py)."
+    )
     verify_llm: bool = Field(
         True, description="After the answer, the LLM copies the answer words from each verified claim's quote; "
         "NONE, or numbers/names the claim does not state, flag the claim [?]. Wrong-but-verified 0.20 -> 0.05 on "

@@ -147,15 +147,17 @@ def verify_claims(claims: list[Claim], sources: list[Source], embedder, threshol
             claim.source, claim.problems = None, first_problems or []
 
 
-def extraction_problem(reply: str, claim: str) -> str:
-    """Why the answer words the model copied from the quote (prompts.check_messages) do not back `claim`; ""
-    when they do: the model must find an answer there, and every number and name it copied must be in the
-    claim (in any language or format)."""
+def extraction_problem(reply: str, claim: str, quote: str) -> str:
+    """Why the answer words the model copied from `quote` (prompts.check_messages) do not back `claim`; ""
+    when they do: the model must find an answer there, and every number it copied, and every name it
+    copied from the quote, must be in the claim (in any language or format). A name that is not in the
+    quote was translated by the model ("North Korea" for "Nordkorea") and cannot be compared word by word."""
     words = MARKER.sub("", reply).strip().strip(".\"'„“ ")
     if not words or words.upper().startswith(prompts.CHECK_NONE) or prompts.NOT_COVERED in words:
         return "the model finds no answer in the quote"
     missing = facts.missing_numbers(words, claim)
-    missing += [n for n in facts.names(words, first_word_too=True) if not facts.mentions_name(n, claim)]
+    missing += [n for n in facts.names(words, first_word_too=True)
+                if facts.mentions_name(n, quote) and not facts.mentions_name(n, claim)]
     if missing:
         return f"the quote answers {words[:80]!r}, not this ({', '.join(missing)})"
     return ""
@@ -171,7 +173,7 @@ def confirm_claims(claims: list[Claim], ask_model: Callable[[Claim], str | None]
         reply = ask_model(claim)
         if reply is None:
             continue
-        problem = extraction_problem(reply, claim.text)
+        problem = extraction_problem(reply, claim.text, claim.context or claim.text)
         claim.model_check = "no" if problem else "yes"
         if problem:
             claim.source, claim.problems = None, [problem]

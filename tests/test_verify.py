@@ -146,11 +146,16 @@ def test_the_model_check_can_only_take_a_verified_mark_away():
 
 
 def test_copied_answer_words_must_agree_with_the_claim():
-    assert not extraction_problem("Guben", "Farid Guendoul wurde in Guben gejagt.")
-    assert "Guben" in extraction_problem("Guben", "Farid Guendoul was chased through Wismar.")
-    assert not extraction_problem("5.1 million consoles", "Sony verkaufte 5,1 Millionen Konsolen.")
-    assert "67" in extraction_problem("67", "One Turkish soldier was killed on Sunday.")
-    assert extraction_problem("NONE", "Al Jarreau died of natural causes.")
+    quote = "Am 13. Februar 1999 wird Farid Guendoul in Guben in Brandenburg gejagt."
+    assert not extraction_problem("Guben", "Farid Guendoul wurde in Guben gejagt.", quote)
+    assert "Guben" in extraction_problem("Guben", "Farid Guendoul was chased through Wismar.", quote)
+    assert not extraction_problem("5.1 million consoles", "Sony verkaufte 5,1 Millionen Konsolen.", "5,1 Millionen")
+    assert "67" in extraction_problem("67", "One Turkish soldier was killed on Sunday.", "67 soldiers died.")
+    assert extraction_problem("NONE", "Al Jarreau died of natural causes.", "He was 76.")
+    # a name the model translated is not in the quote: it cannot be compared word by word (the seed article)
+    seed = "Putin werde Nordkorea bald besuchen, teilte KCNA am 21. Januar mit."
+    assert not extraction_problem("Putin will visit North Korea", "KCNA teilte mit, dass Putin Nordkorea bald "
+                                  "besuchen werde.", seed)
 
 
 def test_check_prompt_quotes_the_source_as_data():
