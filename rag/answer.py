@@ -206,10 +206,10 @@ def ask_stream(
         yield answer
         return
     raw: list[str] = []
-    messages = answer_messages(question, lang, ev.sources, pairs)
     if model is not None:
         try:
-            for shown in generate(model, messages, {s.n for s in ev.sources if s.selected}, settings, raw):
+            for shown in generate(model, answer_messages(question, lang, ev.sources, pairs),
+                                  {s.n for s in ev.sources if s.selected}, settings, raw):
                 timings.setdefault("first_token", time.perf_counter() - t0)
                 yield shown
         except LLMError as exc:
