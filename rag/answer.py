@@ -236,8 +236,6 @@ def ask_stream(
         check = model_check(model, question, settings, timings)
     final = finish(answer, "".join(raw).replace(prompts.NOT_COVERED, ""), ev.sources, ev.embedder, settings,
                    extractive=provider == "extractive", check=check)
-    if "model_check" in timings and hasattr(model, "warm"):
-        model.warm(prompts.answer_messages("", [], "English", []))  # the check replaced the cached prefix
     final.timings = {**timings, "total": time.perf_counter() - t0}
     yield final
 

@@ -112,20 +112,6 @@ class LocalLLM(OpenAILLM):
                 raise LLMError(f"the local LLM process died ({died.split(' (')[0]}) while answering; "
                                "it restarts on the next question")
 
-    def warm(self, messages: list[dict[str, str]]) -> None:
-        """Evaluate `messages` in the background (one token generated, discarded): after another prompt (the
-        claim check) the child's KV cache holds that prompt, and the next answer would re-read the whole
-        fixed answer prefix first. If the next question comes sooner, it waits on the lock for no longer
-        than it would have spent re-reading the prefix itself."""
-        def run() -> None:
-            try:
-                for _ in self.stream(messages, 1, 0.0, threading.Event()):
-                    pass
-            except Exception as exc:  # a dead child restarts on the next question; nothing to do here
-                log.debug("warm-up failed: %s", exc)
-
-        threading.Thread(target=run, daemon=True, name="llm-warm").start()
-
     def count_tokens(self, text: str) -> int:
         import httpx
 

@@ -212,7 +212,48 @@ def main(argv: list[str] | None = None) -> None:
                                       # only the last: time to first token was 25% worse than in-process.
                                       logits_all=False)],
     )
+    install_prefix_cache()
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+def install_prefix_cache() -> None:
+    """Give the served model a prefix_state_cache() (llama-cpp-python's own prompt cache hook)."""
+    from llama_cpp.server import app as server_app
+
+    server_app._llama_proxy(None).set_cache(prefix_state_cache())  # the one model this child serves
+
+
+def prefix_state_cache():
+    """llama-cpp-python's RAM prompt cache, keeping one KV state per kind of prompt (answer, claim check).
+
+    The claim check runs its own short prompt after each answer. Without a cache the model's KV cache then
+    holds the check, and the next question re-reads the whole fixed answer prefix (rules and worked example,
+    ~350 tokens, 4-5 s on 2 cores). With it, the next answer reloads the state saved after the last answer
+    (a memory copy) and reads only its own sources and question.
+
+    Why not LlamaRAMCache as it is: it evicts by the bytes of KV state only, so its default 2 GiB keeps ~100
+    states, and each also holds a copy of the logits buffer (n_batch x vocabulary floats, 155 MB for
+    Qwen2.5). Here: one state per first-tokens group, and the logits copy is dropped; with logits_all=False
+    sampling never reads it (llama_cpp.Llama._create_completion samples inside llama.cpp).
+    """
+    import numpy as np  # imported here: the parent process never imports llama_cpp
+    from llama_cpp.llama_cache import LlamaRAMCache
+
+    class _PrefixStateCache(LlamaRAMCache):
+        group_tokens = 16  # the chat template's system line: differs between the answer and check prompts
+        max_states = 2
+
+        def __setitem__(self, key, value) -> None:
+            key = tuple(key)
+            for old in [k for k in self.cache_state if k[: self.group_tokens] == key[: self.group_tokens]]:
+                del self.cache_state[old]
+            scores = value.scores
+            value.scores = np.broadcast_to(np.zeros((1, scores.shape[1]), dtype=scores.dtype), scores.shape)
+            self.cache_state[key] = value
+            while len(self.cache_state) > self.max_states:
+                self.cache_state.popitem(last=False)
+
+    return _PrefixStateCache()
 
 
 if __name__ == "__main__":

@@ -139,3 +139,33 @@ def test_real_llama_server_killed_mid_answer(corpus):
         os.environ.clear()
         os.environ.update(saved)
         use_settings(Path(saved.get("RAG_DATA_DIR", "data")))
+
+
+def test_prefix_state_cache_keeps_the_answer_state_through_a_claim_check():
+    """The child's prompt cache holds one KV state per kind of prompt: after a claim check, the next
+    answer still finds the state saved after the last answer (so it re-reads only its own sources)."""
+    import numpy as np
+    from llama_cpp.llama import LlamaState
+
+    from rag.llm_process import prefix_state_cache
+
+    def state(tokens: list[int]) -> LlamaState:
+        ids = np.array(tokens, dtype=np.intc)
+        return LlamaState(input_ids=ids, scores=np.ones((4, 10), dtype=np.single), n_tokens=len(tokens),
+                          llama_state=b"kv", llama_state_size=2, seed=0)
+
+    answer_prefix = list(range(100, 140))  # the chat template, rules and worked example of every answer
+    check_prefix = list(range(100, 105)) + list(range(500, 535))  # the same template start, another system text
+    cache = prefix_state_cache()
+    cache[answer_prefix + [1, 2, 3]] = state(answer_prefix + [1, 2, 3])
+    cache[check_prefix + [7]] = state(check_prefix + [7])
+    cache[check_prefix + [8]] = state(check_prefix + [8])  # a second claim: replaces the first check state
+
+    assert len(cache.cache_state) == 2
+    hit = cache[answer_prefix + [9, 9]]  # the next question
+    assert hit.input_ids.tolist()[: len(answer_prefix)] == answer_prefix
+    assert cache[check_prefix + [9]].input_ids.tolist() == check_prefix + [8]
+    # the logits copy is not kept (sampling happens inside llama.cpp), but loads back in its shape
+    assert hit.scores.shape == (4, 10) and hit.scores.strides[0] == 0  # one row, broadcast
+    cache[answer_prefix + [4]] = state(answer_prefix + [4])  # the next answer replaces the last one
+    assert sorted(len(k) for k in cache.cache_state) == [41, 41]
