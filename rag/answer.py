@@ -23,7 +23,7 @@ from rag.lang import LANGUAGE_NAMES, detect_language
 from rag.retrieval import hybrid_search
 from rag.settings import Settings, get_settings
 from rag.text import FOLLOW_UP_WORDS, WORD
-from rag.types import Answer, ClaimCheck, Filters, Passage
+from rag.types import Answer, ClaimCheck, Filters, Passage, Stage
 from rag.verify import MARKER, Claim, MarkerFilter, confirm_claims, split_claims, verify_claims
 
 log = logging.getLogger("newsrag.answer")
@@ -78,6 +78,12 @@ class Evidence:
     best: float = 0.0  # the closest passage's dense score (scorer scale)
 
 
+# Passages re-scored by the scorer beyond the k that can become sources. Re-embedding is most of retrieval's
+# time (e5 on ~220-token chunks: ~0.13 s each on 2 cores). On the answer bench's 117 questions, re-scoring
+# 6 instead of 15 changed no refusal and no prompt's evidence (bench/RESULTS.md "Stop 13").
+RESCORED_EXTRA = 1
+
+
 def gather_evidence(question: str, query: str, lang: str, collection: str | None, user_filters: Filters,
                     settings: Settings, timings: dict[str, float]) -> Evidence:
     from rag.models import load_embedder, load_scorer
@@ -89,7 +95,7 @@ def gather_evidence(question: str, query: str, lang: str, collection: str | None
     passages = hybrid_search(query, collection=collection, filters=flt, query_lang=lang, settings=settings,
                              timings=timings)
     if rescore:
-        rescore_passages(passages, query, embedder, 3 * settings.retrieval_k)
+        rescore_passages(passages, query, embedder, settings.retrieval_k + RESCORED_EXTRA)
     notice = ""
     relevant = [p for p in passages if (p.dense_score or 0) >= settings.min_relevance]
     if since and not relevant:
@@ -97,7 +103,7 @@ def gather_evidence(question: str, query: str, lang: str, collection: str | None
         passages = hybrid_search(query, collection=collection, filters=user_filters, query_lang=lang,
                                  settings=settings)
         if rescore:
-            rescore_passages(passages, query, embedder, 3 * settings.retrieval_k)
+            rescore_passages(passages, query, embedder, settings.retrieval_k + RESCORED_EXTRA)
         relevant = [p for p in passages if (p.dense_score or 0) >= settings.min_relevance]
         if relevant:
             notice = prompts.localized(prompts.DATE_FILTER_RELAXED, lang, span=f"{since} – {until}")
@@ -167,9 +173,12 @@ def ask_stream(
     filters: Filters | dict | None = None,
     llm: str | None = None,
     settings: Settings | None = None,
+    on_stage: Callable[[Stage], None] | None = None,
 ) -> Iterator[str | Answer]:
-    """Yield the answer text as it is generated, then the final verified `Answer`."""
+    """Yield the answer text as it is generated, then the final verified `Answer`. `on_stage` is told
+    when retrieval, the model's reading of the sources and the claim check begin (a UI's progress line)."""
     settings = settings or get_settings()
+    stage = on_stage or (lambda _: None)
     t0 = time.perf_counter()
     question = (question or "").strip()
     if not question:
@@ -188,6 +197,7 @@ def ask_stream(
             model = get_chat_model(provider, settings)
         except NewsragError as exc:
             model_error = str(exc)
+    stage("retrieving")
     ev = gather_evidence(question, query, lang, collection, Filters.of(filters), settings, timings)
     timings["retrieve"] = time.perf_counter() - t0
     answer = Answer(question=question, text="", language=lang, provider=provider, query=query, notice=ev.notice,
@@ -207,6 +217,7 @@ def ask_stream(
         return
     raw: list[str] = []
     if model is not None:
+        stage("answering")
         try:
             for shown in generate(model, answer_messages(question, lang, ev.sources, pairs),
                                   {s.n for s in ev.sources if s.selected}, settings, raw):
@@ -234,6 +245,7 @@ def ask_stream(
     check = None
     if provider != "extractive" and settings.verify_llm:
         check = model_check(model, question, settings, timings)
+        stage("checking")
     final = finish(answer, "".join(raw).replace(prompts.NOT_COVERED, ""), ev.sources, ev.embedder, settings,
                    extractive=provider == "extractive", check=check)
     final.timings = {**timings, "total": time.perf_counter() - t0}

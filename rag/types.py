@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+# What ask_stream is doing, for a progress line (rag.answer.ask_stream's on_stage): searching the articles,
+# the model reading the sources (the wait before the first token), the claim check after the answer.
+Stage = Literal["retrieving", "answering", "checking"]
 
 
 class Article(BaseModel):

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import DATA, SEED_ID
 from helpers import free_port, wait_http
-from rag.answer import Chat, ask, finish
+from rag.answer import Chat, ask, ask_stream, finish
 from rag.evidence import build_sources, extractive_text, select_evidence
 from rag.lang import detect_language
 from rag.models import PACKAGED_LLMS, gguf_path, load_embedder
@@ -242,7 +242,9 @@ def test_model_claim_check_with_the_real_local_llm(corpus, monkeypatch):
 
     reset_settings()
     try:
-        ans = ask(QA[0]["query"], collection="news", llm="local")
+        stages: list[str] = []
+        *_, ans = ask_stream(QA[0]["query"], collection="news", llm="local", on_stage=stages.append)
+        assert stages == ["retrieving", "answering", "checking"]  # the UI's progress line follows these
         asked = [c for c in ans.checks if c.model_check]
         assert asked, ans.checks  # every claim that passed the deterministic checks was put to the model
         assert all(c.model_check in ("yes", "no") for c in asked)

@@ -41,6 +41,9 @@ def test_chat_flow_sidebar_and_follow_up(corpus):
     assert "(#src-" in texts  # [n] markers link to source cards
     assert any(SEED_TITLE in m.value for m in at.markdown)
     assert any("verified" in c.value for c in at.caption)
+    from ui.components import STAGE_LABELS
+
+    assert not [c.value for c in at.caption if c.value in STAGE_LABELS.values()]  # the progress line is gone
     at.chat_input[0].set_value("Und wann traf Lawrow die Außenministerin?").run()
     assert len([c for c in at.chat_message if c.name == "assistant"]) == 2
     at.sidebar.button[0].click().run()  # clear conversation

@@ -206,6 +206,7 @@ if question:
         st.markdown(ui.escape_md(question))
     with st.chat_message("assistant"):
         final: dict = {}
+        progress = st.empty()  # what newsrag is doing while no text is coming (ui.STAGE_LABELS)
         placeholder = st.empty()
 
         def pieces():
@@ -213,10 +214,12 @@ if question:
                 question, collection=state.collection, filters=state.filters, llm=provider,
                 history=[Answer(**h) for h in history],
                 settings=settings.model_copy(update={"retrieval_k": k}),
+                on_stage=lambda stage: progress.caption(ui.STAGE_LABELS[stage]),
             ):
                 if isinstance(item, Answer):
                     final.update(item.model_dump())
                 else:
+                    progress.empty()  # the text itself shows progress now
                     yield ui.escape_md(item)
 
         try:
@@ -225,9 +228,11 @@ if question:
             with placeholder.container():
                 st.write_stream(pieces())
             placeholder.empty()
+            progress.empty()
             ui.render_answer(final, len(state.messages))
             state.messages.append({"role": "assistant", "content": final.get("text", ""), "answer": final})
         except NewsragError as exc:
             placeholder.empty()
+            progress.empty()
             st.error(str(exc))
             state.messages.pop()

@@ -16,7 +16,15 @@ from typing import Any
 import streamlit as st
 
 from rag.prompts import CLOSEST, localized
-from rag.types import ArticleRecord
+from rag.types import ArticleRecord, Stage
+
+# The progress line while no answer text is coming (rag.types.Stage): retrieval, the model reading the
+# sources before its first token, and the claim check after the answer (seconds each on a laptop CPU).
+STAGE_LABELS: dict[Stage, str] = {
+    "retrieving": "Searching the articles…",
+    "answering": "Reading the sources…",
+    "checking": "Checking each claim against its source…",
+}
 
 MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$=])")
 MARKER = re.compile(r"\[(\d{1,3}|\?)\]")

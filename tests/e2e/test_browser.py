@@ -60,7 +60,10 @@ def test_chat_in_a_real_browser(app_url, tmp_path):
         box.fill("Wann trafen sich Lawrow und Choe Son-hui in Moskau?")
         box.press("Enter")
         assistant = page.locator('[data-testid="stChatMessage"]').nth(1)
+        # the progress line while the claim check runs (seconds), gone once the answer is rendered
+        expect(assistant.get_by_text("Checking each claim against its source").first).to_be_visible(timeout=240_000)
         expect(assistant.get_by_text(SEED_TITLE).first).to_be_visible(timeout=240_000)
+        expect(assistant.get_by_text("Checking each claim against its source")).to_have_count(0)
         expect(assistant.locator('a[href^="#src-"]').first).to_be_visible()
         assert "[1]" in assistant.inner_text()
         page.screenshot(path=str(ARTIFACTS / "answer-with-sources.png"), full_page=True)
