@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 from bench.answer_set import answer_corpus
 from bench.common import BENCH_DATA, NaivePipeline, read_jsonl, use_bench_settings
@@ -149,7 +150,7 @@ def on_common_questions(results: dict) -> dict:
 
 
 def main(limit: int | None = None, which: tuple[str, ...] = ("local", "extractive", "naive"),
-         per_kind: int = 0, merge: bool = False) -> dict:
+         per_kind: int = 0, merge: bool = False, out: Path = OUT) -> dict:
     use_bench_settings()
     corpus_path, questions_path = answer_corpus()
     queries = read_jsonl(questions_path)[:limit]
@@ -159,13 +160,13 @@ def main(limit: int | None = None, which: tuple[str, ...] = ("local", "extractiv
     ensure_collection(corpus_path)
     # --merge adds answerers to the last run's file (e.g. the slow naive peer on a stratified sample);
     # their table rows then cover fewer questions, which the table says.
-    results = json.loads(OUT.read_text(encoding="utf-8")) if merge and OUT.exists() else {}
+    results = json.loads(out.read_text(encoding="utf-8")) if merge and out.exists() else {}
     for name in which:
         if name == "naive":
             results["naive llama-index (same LLM)"] = naive_rows(queries, records)
         else:
             results[f"newsrag ({name})"] = newsrag_rows(queries, name)
-        OUT.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+        out.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
     print(table(results), flush=True)
     if len({len(res["rows"]) for res in results.values()}) > 1:
         print("\nOn the questions every answerer ran:\n" + table(on_common_questions(results)), flush=True)
@@ -178,6 +179,7 @@ if __name__ == "__main__":
     parser.add_argument("--only", nargs="*", default=["local", "extractive", "naive"])
     parser.add_argument("--per-kind", type=int, default=0, help="only the first N questions of each kind")
     parser.add_argument("--merge", action="store_true", help="keep the other answerers of the last run")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"results file (default {OUT})")
     args = parser.parse_args()
-    main(args.limit, tuple(args.only), args.per_kind, args.merge)
-    print(f"wrote {OUT} (bench data in {BENCH_DATA})")
+    main(args.limit, tuple(args.only), args.per_kind, args.merge, args.out)
+    print(f"wrote {args.out} (bench data in {BENCH_DATA})")

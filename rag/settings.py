@@ -153,9 +153,10 @@ class Settings(BaseSettings):
         0.80, description="Dense cosine below which nothing counts as relevant (the question is refused)."
     )
     relevance_margin: float = Field(0.05, description="Sources more than this below the best one are left out.")
-    evidence_sentences: int = Field(6, description="Sentences put into the prompt (fewer = faster first token).")
+    evidence_sentences: int = Field(8, description="Sentences put into the prompt (fewer = faster first token).")
     evidence_tokens: int = Field(
-        120, description="About this many tokens of source text go into the prompt (0 = no limit; fewer = faster)."
+        200, description="About this many tokens of source text go into the prompt (0 = no limit; fewer = faster). "
+        "On the answer bench 200 put the answer into the prompt for 82 of 91 answerable questions, 120 for 70."
     )
     extractive_min_score: float = Field(
         0.82, description="Extractive answers (and the fallback) refuse unless a sentence is this close to the question."
