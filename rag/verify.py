@@ -147,14 +147,21 @@ def verify_claims(claims: list[Claim], sources: list[Source], embedder, threshol
             claim.source, claim.problems = None, first_problems or []
 
 
-def extraction_problem(reply: str, claim: str, quote: str) -> str:
+def extraction_problem(reply: str, claim: str, quote: str, question: str = "") -> str:
     """Why the answer words the model copied from `quote` (prompts.check_messages) do not back `claim`; ""
     when they do: the model must find an answer there, and every number it copied, and every name it
     copied from the quote, must be in the claim (in any language or format). A name that is not in the
-    quote was translated by the model ("North Korea" for "Nordkorea") and cannot be compared word by word."""
+    quote was translated by the model ("North Korea" for "Nordkorea") and cannot be compared word by word.
+
+    Words without a number that all come from the question ("Moscow-based bank" for "Which Moscow-based
+    bank lent ...?") are the question echoed, not an answer found: on the answer bench this flagged 2
+    verified claims to unanswerable questions and none of 66 right ones (numbers are left out of this:
+    "17" was a right reply that the question also holds)."""
     words = MARKER.sub("", reply).strip().strip(".\"'„“ ")
     if not words or words.upper().startswith(prompts.CHECK_NONE) or prompts.NOT_COVERED in words:
         return "the model finds no answer in the quote"
+    if question and echoes_question(words, question):
+        return f"the model only repeats the question's words ({words[:80]!r})"
     missing = facts.missing_numbers(words, claim)
     missing += [n for n in facts.names(words, first_word_too=True)
                 if facts.mentions_name(n, quote) and not facts.mentions_name(n, claim)]
@@ -163,7 +170,16 @@ def extraction_problem(reply: str, claim: str, quote: str) -> str:
     return ""
 
 
-def confirm_claims(claims: list[Claim], ask_model: Callable[[Claim], str | None]) -> None:
+def echoes_question(words: str, question: str) -> bool:
+    """Every word of `words` (a reply without digits) is a word of the question."""
+    if any(ch.isdigit() for ch in words):
+        return False
+    asked = {w.lower() for w in WORD.findall(question)}
+    said = [w.lower() for w in WORD.findall(words) if len(w) >= 3]
+    return bool(said) and all(w in asked for w in said)
+
+
+def confirm_claims(claims: list[Claim], ask_model: Callable[[Claim], str | None], question: str = "") -> None:
     """The claims that passed every check above, put to the model with their quote (`ask_model` returns the
     answer words it copied, None when it could not run): a reply that does not back the claim flags it.
     Measured in bench/answer_quality.py (RAG_VERIFY_LLM)."""
@@ -173,7 +189,7 @@ def confirm_claims(claims: list[Claim], ask_model: Callable[[Claim], str | None]
         reply = ask_model(claim)
         if reply is None:
             continue
-        problem = extraction_problem(reply, claim.text, claim.context or claim.text)
+        problem = extraction_problem(reply, claim.text, claim.context or claim.text, question)
         claim.model_check = "no" if problem else "yes"
         if problem:
             claim.source, claim.problems = None, [problem]

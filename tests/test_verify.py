@@ -156,6 +156,14 @@ def test_copied_answer_words_must_agree_with_the_claim():
     seed = "Putin werde Nordkorea bald besuchen, teilte KCNA am 21. Januar mit."
     assert not extraction_problem("Putin will visit North Korea", "KCNA teilte mit, dass Putin Nordkorea bald "
                                   "besuchen werde.", seed)
+    # the question's own words copied back are no answer (an unanswerable bench question); numbers are exempt
+    bank = "Which Moscow-based bank lent Marine Le Pen's National Front €1 million in 2014?"
+    claim = "Marine Le Pen's National Front received €1 million from a Moscow-based bank in 2014."
+    assert "repeats the question" in extraction_problem("Moscow-based bank", claim, claim, bank)
+    assert not extraction_problem("First Czech Russian Bank", "The First Czech Russian Bank lent it.",
+                                  "The First Czech Russian Bank lent it.", bank)
+    assert not extraction_problem("88", "Sie bekam 88 Verträge in 17 Jahren.", "88 Verträge in 17 Jahren",
+                                  "Wie viele Verträge bekam sie in 17 Jahren?")
 
 
 def test_check_prompt_quotes_the_source_as_data():
