@@ -92,6 +92,13 @@ def test_unknown_marker_is_dropped_while_streaming_and_when_splitting():
 def test_restating_the_question_is_not_an_answer():
     [c] = verify("Russian delegations visited North Korea [1].", "How many Russian delegations visited North Korea?")
     assert c.source is None and "only restates the question" in c.problems
+    # the question's own date is no new information; a new number is
+    [c] = verify("Russian delegations visited North Korea in 2023 [1].", "How many Russian delegations visited "
+                 "North Korea in 2023?")
+    assert "only restates the question" in c.problems
+    [c] = verify("Four Russian delegations visited North Korea in 2023 [1].", "How many Russian delegations "
+                 "visited North Korea in 2023?")
+    assert "only restates the question" not in c.problems
 
 
 def test_a_name_from_another_source_is_not_verified():
