@@ -1,14 +1,16 @@
 """Refusal and verification thresholds chosen on the answer benchmark, not on a handful of seed answers.
 
-Reads bench/cache/answer-quality.json (bench/answer_quality.py, run with permissive thresholds and the
-model check on: RAG_MIN_RELEVANCE=0.78 RAG_VERIFY_THRESHOLD=0.80 RAG_VERIFY_LLM=1) and replays each newsrag (local) answer under stricter
-pairs (RAG_MIN_RELEVANCE, RAG_VERIFY_THRESHOLD):
+Reads bench/cache/answer-quality.json (bench/answer_quality.py with the model check on) and replays each
+newsrag (local) answer under stricter pairs (RAG_MIN_RELEVANCE, RAG_VERIFY_THRESHOLD), from the pair the
+run used (recorded in the file) upwards:
 - refused when the question's best dense score is below RAG_MIN_RELEVANCE;
 - a sentence is verified when its support reaches RAG_VERIFY_THRESHOLD and its fact checks found no problem;
 - answered when at least one sentence is verified; correct when answered and an accepted string is in what
   the model wrote;
 - once with the LLM's claim-check verdicts and once ignoring them (RAG_VERIFY_LLM off).
-It picks the pair that maximises correct-or-refused with wrong-but-verified <= 2%, and plots the curve.
+It picks the pair that maximises correct-or-refused with wrong-but-verified <= 2%, prints what each pick does
+to every kind of question (a stricter relevance gate refuses cross-lingual questions first: their cosines
+are lower), and plots the curve.
 (A replay, not a rerun: a stricter RAG_MIN_RELEVANCE would also drop weaker sources from the prompt.)
 
     python -m bench.calibrate
@@ -25,6 +27,7 @@ SOURCE = CACHE / "answer-quality.json"
 PLOT = Path(__file__).resolve().parent / "calibration.png"
 RELEVANCE = [round(0.78 + 0.01 * i, 2) for i in range(11)]
 SUPPORT = [round(0.80 + 0.01 * i, 2) for i in range(14)]
+KIND_UNANSWERABLE = "unanswerable"
 MAX_WRONG_VERIFIED = 0.02
 
 
@@ -59,20 +62,34 @@ def replay(rows: list[dict], min_relevance: float, verify_threshold: float,
 def main() -> dict:
     data = json.loads(SOURCE.read_text(encoding="utf-8"))
     rows = data["newsrag (local)"]["rows"]
+    used = data["newsrag (local)"].get("settings", {})  # looser pairs than the run's own cannot be replayed
+    relevance = [r for r in RELEVANCE if r >= used.get("min_relevance", RELEVANCE[0])]
+    support = [v for v in SUPPORT if v >= used.get("verify_threshold", SUPPORT[0])]
     out = {}
     for check in (True, False):
-        grid = [replay(rows, r, v, check) for r in RELEVANCE for v in SUPPORT]
+        grid = [replay(rows, r, v, check) for r in relevance for v in support]
         allowed = [g for g in grid if g["wrong_but_verified"] <= MAX_WRONG_VERIFIED]
         best = max(allowed or grid, key=lambda g: (g["correct_or_refused"], -g["wrong_but_verified"]))
         # where the constraint costs too much, the unconstrained best is reported next to it
         free = max(grid, key=lambda g: (g["correct_or_refused"], -g["wrong_but_verified"]))
-        out["with model check" if check else "without model check"] = {"best": best, "unconstrained": free,
-                                                                       "grid": grid, "met_constraint": bool(allowed)}
-    plot(out)
+        out["with model check" if check else "without model check"] = {
+            "best": best, "unconstrained": free, "grid": grid, "met_constraint": bool(allowed),
+            "by_kind": {name: by_kind(rows, pick["min_relevance"], pick["verify_threshold"], check)
+                        for name, pick in (("within the limit", best), ("best overall", free))}}
+    plot(out, relevance)
     return out
 
 
-def plot(curves: dict[str, dict]) -> None:
+def by_kind(rows: list[dict], min_relevance: float, verify_threshold: float, check: bool) -> dict[str, float]:
+    """Correct (answerable kinds) or rightly refused (unanswerable) per kind of question, for one pair."""
+    out = {}
+    for kind in sorted({r["kind"] for r in rows}):
+        res = replay([r for r in rows if r["kind"] == kind], min_relevance, verify_threshold, check)
+        out[kind] = round(res["unanswerable_refused"] if kind == KIND_UNANSWERABLE else res["correct"], 2)
+    return out
+
+
+def plot(curves: dict[str, dict], relevance: list[float]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,7 +98,7 @@ def plot(curves: dict[str, dict]) -> None:
     fig, axes = plt.subplots(1, len(curves), figsize=(12, 4.5), sharey=True)
     for ax, (title, res) in zip(axes, curves.items(), strict=True):
         grid, best = res["grid"], res["best"]
-        for r in RELEVANCE[::2]:
+        for r in relevance[::2]:
             pts = [g for g in grid if g["min_relevance"] == r]
             ax.plot([g["wrong_but_verified"] for g in pts], [g["correct_or_refused"] for g in pts], marker=".",
                     label=f"RAG_MIN_RELEVANCE={r}")
@@ -103,4 +120,6 @@ if __name__ == "__main__":
     for name, res in main().items():
         print(name, "| within the limit:", json.dumps(res["best"]), "constraint met:", res["met_constraint"])
         print(name, "| best overall:", json.dumps(res["unconstrained"]))
+        for pick, kinds in res["by_kind"].items():
+            print(name, "|", pick, "by kind:", json.dumps(kinds))
     print(f"wrote {PLOT}")
