@@ -210,6 +210,7 @@ if question:
         placeholder = st.empty()
 
         def pieces():
+            cleared = False
             for item in ask_stream(
                 question, collection=state.collection, filters=state.filters, llm=provider,
                 history=[Answer(**h) for h in history],
@@ -219,7 +220,9 @@ if question:
                 if isinstance(item, Answer):
                     final.update(item.model_dump())
                 else:
-                    progress.empty()  # the text itself shows progress now
+                    if not cleared:  # once, not per token: each call is a message to the browser
+                        progress.empty()  # the text itself shows progress now
+                        cleared = True
                     yield ui.escape_md(item)
 
         try:
