@@ -288,7 +288,7 @@ def finish(answer: Answer, raw_text: str, sources: list[Source], embedder, setti
         verify_claims(claims, sources, embedder, settings.verify_threshold, question=answer.question,
                       claim_lang=answer.language, min_relevance=settings.quote_min_relevance)
         if check is not None:
-            confirm_claims(claims, check, answer.question)
+            confirm_claims(claims, check, answer.question, answer.language)
     answer.checks = [ClaimCheck(text=c.text, support=round(c.support, 4), verified=c.source is not None,
                                 problems=c.problems, model_check=c.model_check) for c in claims]
     numbering: dict[int, int] = {}

@@ -122,6 +122,10 @@ def answer_messages(question: str, sources: list[str], language: str,
 # on bench/answer_quality.py, wrong answers included; asking the same question again over the answer prompt
 # with only the quote as source was slow and weak (bench/RESULTS.md). What works: a short separate prompt
 # that asks for the answer words copied from the quote, or NONE.
+# The worked examples (made up, not from any bench corpus): without them the 1.5B model replied NONE to 9 of
+# the 66 quotes that held a right answer on the answer bench; with them to 3, and one more wrong answer was
+# caught (replayed on stop 13's run, bench/RESULTS.md "Stop 14"). They are a fixed prefix, so the prompt cache
+# holds them.
 CHECK_SYSTEM = "You check facts in news text. Use only the text you are given."
 CHECK_TEMPLATE = """Text from a news article:
 "{text}"
@@ -129,10 +133,26 @@ CHECK_TEMPLATE = """Text from a news article:
 Question: {question}
 If the text states the answer, reply with the answer words copied from the text (at most ten words). If the text does not state it, reply NONE."""
 CHECK_NONE = "NONE"
+CHECK_EXAMPLES: tuple[tuple[str, str, str], ...] = (
+    ("The company said its profit rose to $3.2bn in 2016, up from $2.9bn a year earlier. Its chief executive, "
+     "Anna Berg, called the result 'solid'.", "How much profit did the company make in 2016?", "$3.2bn"),
+    ("The minister visited Paris on Monday, where she met the mayor and opened a new railway station.",
+     "Whom did the minister meet in Berlin?", CHECK_NONE),
+    ("Rescue teams reached the village two days after the earthquake, the Red Cross said. About 300 homes were "
+     "destroyed.", "Wie viele Häuser wurden zerstört?", "About 300 homes"),
+    ("The striker, who joined the club from Porto in 2015, scored twice in the final.",
+     "Which club did the striker leave in 2019?", CHECK_NONE),
+)
 
 
 def check_messages(question: str, quote: str) -> list[dict[str, str]]:
     """One claim's quote (with its neighbouring sentences) and the question: the model copies the answer."""
-    return [{"role": "system", "content": CHECK_SYSTEM},
-            {"role": "user", "content": CHECK_TEMPLATE.format(text=quote_source(quote).replace('"', "'"),
-                                                              question=question.strip())}]
+
+    def ask(text: str, q: str) -> dict[str, str]:
+        return {"role": "user", "content": CHECK_TEMPLATE.format(text=quote_source(text).replace('"', "'"),
+                                                                 question=q.strip())}
+
+    messages = [{"role": "system", "content": CHECK_SYSTEM}]
+    for text, q, reply in CHECK_EXAMPLES:
+        messages += [ask(text, q), {"role": "assistant", "content": reply}]
+    return [*messages, ask(quote, question)]

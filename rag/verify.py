@@ -50,6 +50,7 @@ class Claim:
     problems: list[str] = field(default_factory=list)  # why the candidate quote does not support it
     model_check: str = ""  # "yes"/"no" from the LLM's claim check (RAG_VERIFY_LLM), "" when not asked
     context: str = ""  # the supporting sentence with its neighbours (what the claim check shows the model)
+    context_lang: str = ""  # the language of the article the context comes from
 
 
 def split_claims(answer: str, valid: set[int]) -> list[Claim]:
@@ -143,13 +144,13 @@ def verify_claims(claims: list[Claim], sources: list[Source], embedder, threshol
                 claim.support, claim.sentence = scores[j], sentence
             if not problems:
                 claim.support, claim.sentence, claim.source, claim.problems = scores[j], sentence, n, []
-                claim.context = context
+                claim.context, claim.context_lang = context, str(src.meta.get("lang", ""))
                 break
         else:
             claim.source, claim.problems = None, first_problems or []
 
 
-def extraction_problem(reply: str, claim: str, quote: str, question: str = "") -> str:
+def extraction_problem(reply: str, claim: str, quote: str, question: str = "", translated: bool = False) -> str:
     """Why the answer words the model copied from `quote` (prompts.check_messages) do not back `claim`; ""
     when they do: the model must find an answer there, and every number it copied, and every name it
     copied from the quote, must be in the claim (in any language or format). A name that is not in the
@@ -158,17 +159,24 @@ def extraction_problem(reply: str, claim: str, quote: str, question: str = "") -
     Words without a number that all come from the question ("Moscow-based bank" for "Which Moscow-based
     bank lent ...?") are the question echoed, not an answer found: on the answer bench this flagged 2
     verified claims to unanswerable questions and none of 66 right ones (numbers are left out of this:
-    "17" was a right reply that the question also holds)."""
+    "17" was a right reply that the question also holds).
+
+    When claim and quote are in one language (`translated` False), words without a number or name must
+    share a word with the claim: "exhaustion" does not back "Al Jarreau died of natural causes" (the one
+    reply this flagged on the answer bench's replay; none of 63 right ones)."""
     words = MARKER.sub("", reply).strip().strip(".\"'„“ ")
     if not words or words.upper().startswith(prompts.CHECK_NONE) or prompts.NOT_COVERED in words:
         return "the model finds no answer in the quote"
     if question and echoes_question(words, question):
         return f"the model only repeats the question's words ({words[:80]!r})"
     missing = facts.missing_numbers(words, claim)
-    missing += [n for n in facts.names(words, first_word_too=True)
-                if facts.mentions_name(n, quote) and not facts.mentions_name(n, claim)]
+    copied_names = facts.names(words, first_word_too=True)
+    missing += [n for n in copied_names if facts.mentions_name(n, quote) and not facts.mentions_name(n, claim)]
     if missing:
         return f"the quote answers {words[:80]!r}, not this ({', '.join(missing)})"
+    if (not translated and not facts.numbers(words) and not copied_names
+            and not content_stems(words) & content_stems(claim)):
+        return f"the quote answers {words[:80]!r}, which the claim does not say"
     return ""
 
 
@@ -181,7 +189,8 @@ def echoes_question(words: str, question: str) -> bool:
     return bool(said) and all(w in asked for w in said)
 
 
-def confirm_claims(claims: list[Claim], ask_model: Callable[[Claim], str | None], question: str = "") -> None:
+def confirm_claims(claims: list[Claim], ask_model: Callable[[Claim], str | None], question: str = "",
+                   claim_lang: str = "") -> None:
     """The claims that passed every check above, put to the model with their quote (`ask_model` returns the
     answer words it copied, None when it could not run): a reply that does not back the claim flags it.
     Measured in bench/answer_quality.py (RAG_VERIFY_LLM)."""
@@ -191,7 +200,8 @@ def confirm_claims(claims: list[Claim], ask_model: Callable[[Claim], str | None]
         reply = ask_model(claim)
         if reply is None:
             continue
-        problem = extraction_problem(reply, claim.text, claim.context or claim.text, question)
+        translated = bool(claim_lang and claim.context_lang and claim_lang != claim.context_lang)
+        problem = extraction_problem(reply, claim.text, claim.context or claim.text, question, translated)
         claim.model_check = "no" if problem else "yes"
         if problem:
             claim.source, claim.problems = None, [problem]
