@@ -72,6 +72,17 @@ def numbers(text: str) -> list[tuple[str, set[float]]]:
     return found
 
 
+# "How many passengers" is answered by a count, never by money: "1.75 billion euros" to "Wie viele Passagiere"
+# was a wrong answer the other checks let through (answer bench, stop 13). "How much"/"wie viel" may be money.
+ASKS_COUNT = re.compile(r"\b(?:how many|wie viele[nr]?|wievielen?)\b", re.IGNORECASE)
+MONEY = re.compile(r"[€$£¥]|\b(?:euros?|dollars?|pounds?|pfund|yen|yuan|rubel|roubles?|rubles?|francs?|franken|"
+                   r"eur|usd|gbp)\b", re.IGNORECASE)
+
+
+def count_answered_with_money(claim: str, question: str) -> bool:
+    return bool(ASKS_COUNT.search(question)) and bool(MONEY.search(claim)) and not MONEY.search(question)
+
+
 def months(text: str) -> set[int]:
     return {MONTHS[w] for w in WORDS.findall(text.lower()) if w in MONTHS and len(w) > 3}
 

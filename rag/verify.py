@@ -95,6 +95,8 @@ def fact_problems(claim: str, quote: str, header: str, question: str, other_sour
             problems.append(f"{name} is in another source, not this one")
         elif claim_lang == source_lang == "en":  # in English only names are capitalised mid-sentence
             problems.append(f"{name} is in no source")
+    if facts.count_answered_with_money(claim, question):
+        problems.append("the question asks how many, the claim answers with an amount of money")
     # A number the question already holds ("2016", "€1 million") is no new information either: on run 1 of
     # the answer bench this flagged 2 more wrong claims and no right one.
     if not (content_stems(claim) - content_stems(question)) and not facts.missing_numbers(claim, question):

@@ -204,3 +204,16 @@ def test_check_prompt_quotes_the_source_as_data():
     replies = [m["content"] for m in msgs if m["role"] == "assistant"]
     assert prompts.CHECK_NONE in replies and any(r != prompts.CHECK_NONE for r in replies)
     assert msgs[:-1] == prompts.check_messages("Another question?", "Another quote.")[:-1]
+
+
+def test_a_count_is_not_answered_with_money():
+    """'Wie viele Passagiere …?' answered with euros was a wrong answer the other checks let through."""
+    lufthansa = source(1, "lh", ["Lufthansa carried 110 million passengers in 2016 and made 1.75 billion euros."],
+                       lang="en")
+    claims = split_claims("Die Lufthansa beförderte 2016 1,75 Milliarden Euro an Passagieren [1].", {1})
+    verify_claims(claims, [lufthansa], WordEmbedder(), 0.3, question="Wie viele Passagiere beförderte die "
+                  "Lufthansa 2016?", claim_lang="de")
+    assert claims[0].source is None and any("money" in p for p in claims[0].problems)
+    assert facts.count_answered_with_money("It made €1.75bn.", "How many euros did it make?") is False
+    assert facts.count_answered_with_money("It cost €100m.", "Wie viel hat der Streik gekostet?") is False
+    assert facts.count_answered_with_money("It carried 110 million passengers.", "How many passengers?") is False
