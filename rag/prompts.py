@@ -123,9 +123,9 @@ def answer_messages(question: str, sources: list[str], language: str,
 # with only the quote as source was slow and weak (bench/RESULTS.md). What works: a short separate prompt
 # that asks for the answer words copied from the quote, or NONE.
 # The worked examples (made up, not from any bench corpus): without them the 1.5B model replied NONE to 9 of
-# the 66 quotes that held a right answer on the answer bench; with them to 3, and one more wrong answer was
-# caught (replayed on stop 13's run, bench/RESULTS.md "Stop 14"). They are a fixed prefix, so the prompt cache
-# holds them.
+# the 66 quotes that held a right answer on the answer bench; with them to 3, and as many wrong answers were
+# caught, one more with rag.verify.extraction_problem's shared-word rule (replayed on stop 13's run,
+# bench/RESULTS.md "Stop 14"). They are a fixed prefix, so the prompt cache holds them.
 CHECK_SYSTEM = "You check facts in news text. Use only the text you are given."
 CHECK_TEMPLATE = """Text from a news article:
 "{text}"
