@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,7 +46,12 @@ def main() -> None:
                 failed_once.write_text("1")
                 if args.mode == "hang":
                     time.sleep(3600)
-                os.kill(os.getpid(), {"sigill": signal.SIGILL, "sigsegv": signal.SIGSEGV}[args.mode])
+                # A real SIGILL/SIGSEGV is a fault in the thread that runs the instruction: it never goes on.
+                # os.kill() sends the signal to the whole process, and under load the kernel may let this
+                # thread finish the answer before the process dumps core (that once passed a full answer and
+                # failed this test in CI). So: signal this thread, and never answer in any case.
+                signal.pthread_kill(threading.get_ident(), {"sigill": signal.SIGILL, "sigsegv": signal.SIGSEGV}[args.mode])
+                time.sleep(3600)
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
