@@ -26,6 +26,20 @@ NUMBER_WORDS = {
     "elf": 11, "zwölf": 12, "zwanzig": 20, "dreißig": 30, "vierzig": 40, "fünfzig": 50, "hundert": 100,
     "dutzend": 12,
 }
+# A source's ordinals state their number: "the ninth time" backs "nine times" (answer bench q067 was refused
+# for it). A claim's ordinals are not demanded of the source ("its second bankruptcy filing" restates the
+# question; demanding it refused a right answer on the replay). "first" is left out, as "one" is above.
+ORDINAL_WORDS = {
+    "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8, "ninth": 9,
+    "tenth": 10, "eleventh": 11, "twelfth": 12, "twentieth": 20,
+}
+# German ordinals are inflected (die dritte, zum dritten, ein dritter Fall): stems, with the ending checked below.
+# "acht-" is left out: "achten"/"achte" are also the verb (darauf achten), which would demand an 8 of the source.
+GERMAN_ORDINAL_STEMS = {
+    "zweit": 2, "dritt": 3, "viert": 4, "fünft": 5, "sechst": 6, "siebt": 7, "siebent": 7, "neunt": 9,
+    "zehnt": 10, "elft": 11, "zwölft": 12, "zwanzigst": 20,
+}
+GERMAN_ORDINAL_ENDINGS = ("e", "en", "er", "es", "em")
 SCALES = {
     "thousand": 1e3, "tausend": 1e3, "k": 1e3,
     "million": 1e6, "millions": 1e6, "millionen": 1e6, "mio": 1e6, "m": 1e6, "mn": 1e6,
@@ -57,8 +71,9 @@ def _readings(token: str) -> set[float]:
     return out
 
 
-def numbers(text: str) -> list[tuple[str, set[float]]]:
-    """Each number mentioned (digits with an optional scale word, or a number word) with its possible values."""
+def numbers(text: str, ordinals: bool = False) -> list[tuple[str, set[float]]]:
+    """Each number mentioned (digits with an optional scale word, or a number word; with `ordinals`, ordinal
+    words too) with its possible values."""
     found: list[tuple[str, set[float]]] = []
     for m in NUMERAL.finditer(text):
         values = _readings(m.group(1))
@@ -67,9 +82,18 @@ def numbers(text: str) -> list[tuple[str, set[float]]]:
             values = values | {v * SCALES[unit] for v in values}
         found.append((m.group(1), values))
     for word in WORDS.findall(text.lower()):
-        if word in NUMBER_WORDS:
-            found.append((word, {float(NUMBER_WORDS[word])}))
+        value = NUMBER_WORDS.get(word) or (ordinals and (ORDINAL_WORDS.get(word) or german_ordinal(word)))
+        if value:
+            found.append((word, {float(value)}))
     return found
+
+
+def german_ordinal(word: str) -> int | None:
+    """'dritten' -> 3, 'neunte' -> 9; None for anything else (a lowercased word)."""
+    for ending in GERMAN_ORDINAL_ENDINGS:
+        if word.endswith(ending) and word[: -len(ending)] in GERMAN_ORDINAL_STEMS:
+            return GERMAN_ORDINAL_STEMS[word[: -len(ending)]]
+    return None
 
 
 # "How many passengers" is answered by a count, never by money: "1.75 billion euros" to "Wie viele Passagiere"
@@ -89,7 +113,7 @@ def months(text: str) -> set[int]:
 
 def missing_numbers(claim: str, evidence: str) -> list[str]:
     """The numbers and months of `claim` that `evidence` does not state (in any language or format)."""
-    have = [values for _, values in numbers(evidence)]
+    have = [values for _, values in numbers(evidence, ordinals=True)]
     missing = [written for written, values in numbers(claim) if not any(values & other for other in have)]
     missing += [f"month {m}" for m in months(claim) - months(evidence)]
     return missing

@@ -114,6 +114,13 @@ def test_numbers_dates_and_names_across_languages_and_formats():
     assert facts.missing_numbers("am 16. Februar 2024", "on January 16, 2024") == ["month 2"]
     assert facts.missing_numbers("10.000 copies", "1,000 copies") == ["10.000"]
     assert not facts.missing_numbers("10.000 Exemplare", "10,000 copies")
+    # A source's ordinals state their number ("the ninth time" backs "nine times"); a claim's ordinals are
+    # not demanded of the source ("its second bankruptcy filing" may restate the question).
+    assert not facts.missing_numbers("found guilty nine times", "It was the ninth time he was convicted")
+    assert not facts.missing_numbers("drei Verurteilungen", "zum dritten Mal verurteilt")
+    assert facts.missing_numbers("vier Verurteilungen", "zum dritten Mal verurteilt") == ["vier"]
+    assert not facts.missing_numbers("its second bankruptcy filing", "its bankruptcy filing in 2015")
+    assert not facts.numbers("Die Behörden achten darauf", ordinals=True)  # the verb, not the eighth
     for a, b in (("Lawrow", "Lavrov"), ("Pjöngjang", "Pyongyang"), ("Selenskyj", "Zelensky"), ("Lawrows", "Lavrov")):
         assert facts.mentions_name(a, f"said {b} yesterday"), (a, b)
     assert not facts.mentions_name("Wilkinson", "Martin Johnson captained England")
