@@ -5,6 +5,10 @@ stale chunks of those articles deleted, then the article records (the manifest).
 An article counts as done only once its record carries the new content hash, so
 `kill -9` at any moment followed by the same command converges on the index a
 clean run would build: same ids, same chunk count, no duplicates.
+
+With `shard=(i, n)` a run writes only its n-th of the articles (ingest/workers.py starts n of them, on one
+machine or several, against one Chroma server). Shards own disjoint articles, so they coordinate through
+the manifest in Chroma and take no lock.
 """
 
 from __future__ import annotations
@@ -30,8 +34,24 @@ from rag.settings import Settings, get_settings
 from rag.types import Article, ArticleRecord, Chunk, FailedFile, IngestReport
 
 DATELINE = re.compile(r"^\(([A-Z][A-Za-z0-9 .-]{1,24})\)\s*[-–—]\s*")
-BATCH_ARTICLES = 48
 ProgressFn = Callable[[int, int, str], None]
+Shard = tuple[int, int]  # (index, count): this run writes the articles whose key hashes to `index` mod `count`
+
+
+def in_shard(key: str, shard: Shard | None) -> bool:
+    """A stable split (the same on every machine and run, unlike Python's salted hash())."""
+    if shard is None:
+        return True
+    index, count = shard
+    return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:12], 16) % count == index
+
+
+def parse_shard(text: str) -> Shard:
+    """'0/2' -> (0, 2); ValueError with the expected form otherwise."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+        raise ValueError(f"shard {text!r} is not of the form i/N with 0 <= i < N (e.g. 0/2)")
+    return int(m.group(1)), int(m.group(2))
 
 
 def to_article(raw: Article) -> Article:
@@ -129,18 +149,23 @@ def ingest(
     sync: bool = False,
     progress: bool | ProgressFn = False,
     settings: Settings | None = None,
+    shard: Shard | None = None,
 ) -> IngestReport:
     """Ingest files/folders into a collection; returns what was added/updated/unchanged/deleted/failed.
 
     `rebuild=True` re-reads and re-embeds everything (with the current embedder) into a staging collection
     and swaps it in only when it is complete: a kill or a failure leaves the old collection as it was.
-    Without paths, a rebuild reads the files the collection's articles came from."""
+    Without paths, a rebuild reads the files the collection's articles came from.
+    `shard=(i, n)` writes only this run's share of the articles (see ingest/workers.py); every shard still
+    reads all files, so each reports the files that failed."""
     from rag.models import load_embedder
     from rag.store import Store, check_name
 
     settings = settings or get_settings()
     name = check_name(collection or settings.collection)
     if rebuild:
+        if shard is not None:
+            raise NewsragError("--rebuild cannot be split into shards: run it as one process")
         return _rebuild(paths, name, sync, progress, settings)
     started = time.perf_counter()
     report = IngestReport(collection=name)
@@ -201,14 +226,16 @@ def ingest(
                 continue
             if old and old.raw_hash == rh and old.complete:
                 seen_ids.add(raw.doc_id)
-                unchanged_early[raw.doc_id] = (raw, rh, file)
+                if in_shard(raw.doc_id, shard):
+                    unchanged_early[raw.doc_id] = (raw, rh, file)
                 continue
             article = prepare(raw, rh, file)
             if article is not None:
                 seen_ids.add(article.doc_id)
                 articles.append(article)
 
-    with collection_lock(settings, name):
+    # Shards own disjoint articles: no lock between them (they may run on different machines).
+    with collection_lock(settings, name) if shard is None else contextlib.nullcontext():
         manifest = store.manifest(name)
         for doc_id, (raw, rh, file) in unchanged_early.items():
             now_rec = manifest.get(doc_id)
@@ -229,11 +256,15 @@ def ingest(
         duplicates: dict[str, ArticleRecord] = {}
         now = datetime.now(UTC).isoformat(timespec="seconds")
         for article in articles:
+            th = text_hash(article.text)
+            # Split by text, not by id: two files with the same text meet in one shard, which stores it once
+            # (as one process would) and records the second as a duplicate.
+            if not in_shard(th, shard):
+                continue
             old = manifest.get(article.doc_id)
             if old and old.content_hash == article.content_hash and old.complete:
                 report.unchanged.append(article.doc_id)
                 continue
-            th = text_hash(article.text)
             first = by_text.get(th)
             if first and first != article.doc_id:
                 # The same text under a second name: stored once, the record points at the first.
@@ -251,14 +282,15 @@ def ingest(
             dirs = [str(p.resolve()) + "/" for p in roots if p.is_dir()]
             for doc_id, rec in manifest.items():
                 path = rec.path
-                if doc_id in seen_ids or path in failed_files or not any(path.startswith(d) for d in dirs):
+                if (doc_id in seen_ids or path in failed_files or not any(path.startswith(d) for d in dirs)
+                        or not in_shard(doc_id, shard)):
                     continue
                 deleted.append(doc_id)
 
         embedder = load_embedder(settings) if todo else None
         if embedder is not None:
             store.check_embedder(name, embedder.signature)
-            _write(store, name, todo, grouper, embedder, settings, report, progress, now)
+            _write(store, name, todo, grouper, embedder, settings, report, progress, now, shard)
         if duplicates:
             store.put_articles(name, duplicates)
         if deleted:
@@ -314,15 +346,18 @@ def _rebuild(paths: list[Path | str], name: str, sync: bool, progress: bool | Pr
 
 
 def _write(store, name: str, todo: list[Article], grouper: StoryGrouper, embedder, settings: Settings,
-           report: IngestReport, progress: bool | ProgressFn, now: str) -> None:
+           report: IngestReport, progress: bool | ProgressFn, now: str, shard: Shard | None = None) -> None:
     from tqdm import tqdm
 
     bar = None
-    if progress is True:
+    if progress is True and shard is not None:  # each worker on its own line of the terminal
+        bar = tqdm(total=len(todo), desc=f"ingest {name} shard {shard[0] + 1}/{shard[1]}", unit="article",
+                   position=shard[0])
+    elif progress is True:
         bar = tqdm(total=len(todo), desc=f"ingest {name}", unit="article")
     done = 0
-    for i in range(0, len(todo), BATCH_ARTICLES):
-        batch = todo[i : i + BATCH_ARTICLES]
+    for i in range(0, len(todo), settings.ingest_batch_articles):
+        batch = todo[i : i + settings.ingest_batch_articles]
         ids: list[str] = []
         texts: list[str] = []
         docs: list[str] = []

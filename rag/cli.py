@@ -99,9 +99,18 @@ def models_fetch(embedder: str, llm: str) -> None:
 @click.option("--if-empty", is_flag=True, help="Do nothing when the collection already has articles.")
 @click.option("--strict", is_flag=True, help="Exit non-zero if any file failed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Ingest processes on this machine, writing into the Chroma server (RAG_CHROMA_HOST).")
+@click.option("--shard", default=None, metavar="i/N",
+              help="Write only share i of N (0-based), e.g. one per machine against one Chroma server.")
+@click.option("--report-file", type=click.Path(path_type=Path), default=None, hidden=True)
+@click.option("--quiet", is_flag=True, hidden=True)
 def ingest(paths: tuple[Path, ...], collection: str | None, rebuild: bool, sync: bool, demo: str | None,
-           if_empty: bool, strict: bool, as_json: bool) -> None:
+           if_empty: bool, strict: bool, as_json: bool, workers: int, shard: str | None, report_file: Path | None,
+           quiet: bool) -> None:
     from ingest.pipeline import ingest as run_ingest
+    from ingest.pipeline import parse_shard
+    from ingest.workers import ingest_with_workers
     from rag.provision import demo_corpus
     from rag.store import Store
 
@@ -116,7 +125,21 @@ def ingest(paths: tuple[Path, ...], collection: str | None, rebuild: bool, sync:
         if store.article_count(name) > 0:
             click.echo(f"collection '{name}' already has {store.article_count(name)} articles; nothing to do")
             return
-    report = run_ingest(all_paths, collection=collection, rebuild=rebuild, sync=sync, progress=not as_json)
+    if workers > 1 and (shard or rebuild):
+        raise click.UsageError("--workers cannot be combined with --shard or --rebuild")
+    try:
+        split = parse_shard(shard) if shard else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--shard") from exc
+    progress = not (as_json or quiet)
+    if workers > 1:
+        report = ingest_with_workers(all_paths, collection=collection, workers=workers, sync=sync, progress=progress)
+    else:
+        report = run_ingest(all_paths, collection=collection, rebuild=rebuild, sync=sync, progress=progress,
+                            shard=split)
+    if report_file is not None:  # a worker: its report is for the process that started it (ingest/workers.py)
+        report_file.write_text(report.model_dump_json(), encoding="utf-8")
+        return
     if as_json:
         click.echo(json.dumps({
             "collection": report.collection, "added": report.added, "updated": report.updated,

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(
         32, description="Chunks embedded per batch (per request with RAG_EMBED_PROVIDER=openai)."
     )
+    ingest_batch_articles: int = Field(
+        48, ge=1, description="Articles written to Chroma per batch by an ingest: an interrupted ingest redoes at "
+        "most one batch; larger batches make fewer round trips to a Chroma server."
+    )
     embed_backend: Literal["onnx", "torch"] = Field(
         "onnx", description="onnx: onnxruntime when the model folder has the exported graph (2-3x faster per "
         "question), else torch; torch: always sentence-transformers."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -106,3 +107,67 @@ def test_questions_while_server_down_get_a_clear_error(server):
     forget_clients()
     with pytest.raises(StoreUnavailableError, match="Chroma server at 127.0.0.1"):
         retrieve("Putin", collection="srv")
+
+
+@pytest.mark.slow
+def test_two_workers_one_killed_then_rerun_equals_clean_ingest(server, tmp_path):
+    """Two shard processes against one server (as two machines would run them); one is SIGKILLed once the
+    first vectors are written. `rag ingest --workers 2` then finishes, and the result equals a clean
+    one-process ingest: same article ids, same chunk ids, same counts."""
+    from ingest.pipeline import ingest
+    from rag.provision import demo_corpus
+    from rag.settings import get_settings
+    from rag.store import Store
+
+    lines = demo_corpus("small").read_text(encoding="utf-8").splitlines(keepends=True)
+    subset = tmp_path / "subset.csv"
+    subset.write_text("".join(lines[:31]), encoding="utf-8")  # the header and 30 articles
+    # Several batches per shard, so the kill lands mid-shard; e5-small, the faster packaged embedder (the
+    # split does not depend on the model).
+    os.environ.update(RAG_INGEST_BATCH_ARTICLES="4", RAG_EMBED_MODEL="multilingual-e5-small")
+    get_settings.cache_clear()
+    env = {**os.environ}
+    shards = [subprocess.Popen([sys.executable, "-m", "rag.cli", "ingest", str(subset), "-c", "sharded", "--shard",
+                                f"{i}/2", "--json"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+              for i in range(2)]
+    store = Store()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and shards[0].poll() is None and not store.chunk_count("sharded"):
+        time.sleep(0.2)
+    shards[0].send_signal(signal.SIGKILL)  # mid-ingest: the first vectors are in, the manifest may not be
+    assert shards[0].wait() == -signal.SIGKILL
+    assert shards[1].wait(timeout=600) == 0
+    partial = store.article_count("sharded")
+    done = subprocess.run([sys.executable, "-m", "rag.cli", "ingest", str(subset), "-c", "sharded", "--workers", "2",
+                           "--json"], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    clean = ingest([subset], collection="clean")
+    assert partial < len(clean.added)  # the kill really left work undone
+    assert sorted(report["added"] + report["unchanged"] + report["updated"]) == sorted(clean.added)
+    assert len(report["unchanged"]) == partial  # the survivor's articles were not written again
+    by_doc = {name: {} for name in ("sharded", "clean")}
+    for name, chunks in by_doc.items():
+        for cid, _, meta in store.iter_chunks(name):
+            chunks.setdefault(meta["doc_id"], set()).add(cid)
+    assert by_doc["sharded"] == by_doc["clean"]
+    assert store.chunk_count("sharded") == store.chunk_count("clean")
+    assert store.article_count("sharded") == store.article_count("clean") == len(clean.added)
+
+
+def test_workers_need_a_server_and_a_valid_shard(data_dir, seed_copy):
+    """Two processes must not write one embedded store: a clear error, nothing written."""
+    from ingest.pipeline import in_shard, parse_shard
+    from rag.store import Store
+
+    out = subprocess.run([sys.executable, "-m", "rag.cli", "ingest", str(seed_copy), "-c", "solo", "--workers", "2"],
+                         capture_output=True, text=True, timeout=300, env={**os.environ})
+    assert out.returncode != 0 and "--workers needs a Chroma server" in out.stderr and "Traceback" not in out.stderr
+    assert not Store().exists("solo")
+    bad = subprocess.run([sys.executable, "-m", "rag.cli", "ingest", str(seed_copy), "--shard", "2/2"],
+                         capture_output=True, text=True, timeout=300, env={**os.environ})
+    assert bad.returncode == 2 and "i/N" in bad.stderr
+    assert parse_shard("1/3") == (1, 3)
+    keys = [f"news-{i}" for i in range(300)]
+    shares = [sum(in_shard(k, (i, 3)) for k in keys) for i in range(3)]
+    assert sum(shares) == 300 and min(shares) > 60  # each key in exactly one shard, roughly even
