@@ -52,7 +52,11 @@ def ingest_with_workers(paths: list[Path | str], *, collection: str | None = Non
             cmd.append("--quiet")
         # stdout (each worker's summary) is dropped: the merged report below says it once. stderr keeps the
         # progress bars and any error line, which names the worker's cause.
-        procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=dict(os.environ)))
+        env = dict(os.environ)
+        # The embedder uses RAG_LLM_THREADS threads (default: every core); N workers share the cores instead of
+        # each taking all of them.
+        env.setdefault("RAG_LLM_THREADS", str(max(1, (os.cpu_count() or 2) // workers)))
+        procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env))
     codes = [p.wait() for p in procs]
     merged = IngestReport(collection=name)
     missing = []
