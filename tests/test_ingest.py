@@ -276,8 +276,8 @@ def test_kill_9_then_rerun_equals_clean_ingest(data_dir, tmp_path):
     csv_path = demo_corpus("small")
     lines = csv_path.read_text(encoding="utf-8").splitlines(keepends=True)
     subset = tmp_path / "subset.csv"
-    subset.write_text("".join(lines[:1]) + "".join(lines[1:200]), encoding="utf-8")  # ~60 articles
-    env = {**os.environ}
+    subset.write_text("".join(lines[:61]), encoding="utf-8")  # the header and 60 articles (one per line)
+    env = {**os.environ, "RAG_INGEST_BATCH_ARTICLES": "8"}  # many writes, so every kill lands between or inside one
     cmd = [sys.executable, "-m", "rag.cli", "ingest", str(subset), "-c", "killed"]
     for delay in (9.0, 14.0, 20.0):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -80,12 +80,15 @@ def test_server_stopped_mid_ingest_then_rerun_loses_nothing(server, tmp_path):
 
     lines = demo_corpus("small").read_text(encoding="utf-8").splitlines(keepends=True)
     subset = tmp_path / "subset.csv"
-    subset.write_text("".join(lines[:200]), encoding="utf-8")
-    env = {**os.environ}
+    subset.write_text("".join(lines[:41]), encoding="utf-8")  # the header and 40 articles (one per line)
+    env = {**os.environ, "RAG_INGEST_BATCH_ARTICLES": "8"}
     cmd = [sys.executable, "-m", "rag.cli", "ingest", str(subset), "-c", "flaky"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(14)
-    server.stop()  # the server dies in the middle of the ingest
+    store = Store()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not store.chunk_count("flaky"):
+        time.sleep(0.2)
+    server.stop()  # the server dies in the middle of the ingest: its first batch is written, four are not
     _, err = proc.communicate(timeout=300)
     assert proc.returncode != 0
     assert "Chroma server at 127.0.0.1" in err and "Traceback" not in err
