@@ -35,6 +35,15 @@ class ChromaServer:
             self.proc.wait()
 
 
+def wait_for_first_chunks(name: str, writer: subprocess.Popen, timeout: float = 300) -> None:
+    """Return once `writer` has stored its first chunks in collection `name` (or has ended, or after `timeout`)."""
+    from rag.store import Store
+
+    store, deadline = Store(), time.monotonic() + timeout
+    while time.monotonic() < deadline and writer.poll() is None and not store.chunk_count(name):
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def server(tmp_path):
     srv = ChromaServer(tmp_path / "chroma-server", free_port())
@@ -84,10 +93,7 @@ def test_server_stopped_mid_ingest_then_rerun_loses_nothing(server, tmp_path):
     env = {**os.environ, "RAG_INGEST_BATCH_ARTICLES": "8"}
     cmd = [sys.executable, "-m", "rag.cli", "ingest", str(subset), "-c", "flaky"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    store = Store()
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None and not store.chunk_count("flaky"):
-        time.sleep(0.2)
+    wait_for_first_chunks("flaky", proc)
     server.stop()  # the server dies in the middle of the ingest: its first batch is written, four are not
     _, err = proc.communicate(timeout=300)
     assert proc.returncode != 0
@@ -119,27 +125,20 @@ def test_two_workers_one_killed_then_rerun_equals_clean_ingest(server, tmp_path)
     one-process ingest: same article ids, same chunk ids, same counts."""
     from ingest.pipeline import ingest
     from rag.provision import demo_corpus
-    from rag.settings import get_settings
     from rag.store import Store
 
     lines = demo_corpus("small").read_text(encoding="utf-8").splitlines(keepends=True)
     subset = tmp_path / "subset.csv"
     subset.write_text("".join(lines[:31]), encoding="utf-8")  # the header and 30 articles
-    # Several batches per shard, so the kill lands mid-shard; e5-small, the faster packaged embedder (the
-    # split does not depend on the model).
-    os.environ.update(RAG_INGEST_BATCH_ARTICLES="4", RAG_EMBED_MODEL="multilingual-e5-small")
-    get_settings.cache_clear()
-    env = {**os.environ}
+    env = {**os.environ, "RAG_INGEST_BATCH_ARTICLES": "4"}  # several batches per shard: the kill lands mid-shard
     shards = [subprocess.Popen([sys.executable, "-m", "rag.cli", "ingest", str(subset), "-c", "sharded", "--shard",
                                 f"{i}/2", "--json"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
               for i in range(2)]
-    store = Store()
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and shards[0].poll() is None and not store.chunk_count("sharded"):
-        time.sleep(0.2)
+    wait_for_first_chunks("sharded", shards[0])
     shards[0].send_signal(signal.SIGKILL)  # mid-ingest: the first vectors are in, the manifest may not be
     assert shards[0].wait() == -signal.SIGKILL
     assert shards[1].wait(timeout=600) == 0
+    store = Store()
     partial = store.article_count("sharded")
     done = subprocess.run([sys.executable, "-m", "rag.cli", "ingest", str(subset), "-c", "sharded", "--workers", "2",
                            "--json"], env=env, capture_output=True, text=True, timeout=900)
