@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from rag.errors import NewsragError
+from rag.errors import NewsragError, exit_status
 from rag.settings import Settings, get_settings
 from rag.types import IngestReport
-
-
-def _exit_text(code: int) -> str:
-    return f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
 
 
 def ingest_with_workers(paths: list[Path | str], *, collection: str | None = None, workers: int = 2,
@@ -63,7 +58,7 @@ def ingest_with_workers(paths: list[Path | str], *, collection: str | None = Non
     for i, code in enumerate(codes):
         path = reports / f"{i}.json"
         if not path.exists():  # killed, or stopped by an error before it finished
-            missing.append(f"worker {i + 1}/{workers} ({_exit_text(code)})")
+            missing.append(f"worker {i + 1}/{workers} ({exit_status(code)})")
             continue
         part = IngestReport.model_validate(json.loads(path.read_text(encoding="utf-8")))
         for field in ("added", "updated", "unchanged", "deleted"):

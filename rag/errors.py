@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 
 class NewsragError(Exception):
     """Base class: the message is meant for the user, not a stack trace."""
@@ -39,3 +41,8 @@ class IngestError(NewsragError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+def exit_status(code: int) -> str:
+    """A child process's return code in words: 'signal SIGKILL' for -9, 'exit code 1' for 1."""
+    return f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"

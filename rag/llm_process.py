@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from rag.errors import LLMError
+from rag.errors import LLMError, exit_status
 from rag.settings import Settings
 
 log = logging.getLogger("newsrag.llm")
@@ -51,8 +51,8 @@ def describe_exit(code: int | None) -> str:
                                "cannot run; rebuild with `make setup`, which uses portable flags)",
                 signal.SIGKILL: " (killed: out of memory, or stopped by newsrag after a timeout)",
                 signal.SIGSEGV: " (segmentation fault)"}.get(sig, "")
-        return f"signal {sig.name}{hint}"
-    return f"exit code {code}"
+        return exit_status(code) + hint
+    return exit_status(code)
 
 
 class LlamaServerProcess:
