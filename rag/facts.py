@@ -49,6 +49,9 @@ NUMERAL = re.compile(r"(?<![\w.,])(\d{1,3}(?:[.,\u202f ]\d{3})+(?:[.,]\d+)?|\d+(
 WORDS = re.compile(r"[^\W\d_]+", re.UNICODE)
 # Sentence-initial words that are not names ("The", "Wann"): built once, read for every claim.
 COMMON_WORDS = STOPWORDS | set().union(*FUNCTION_WORDS.values())
+# Sentence-initial words that say where a claim comes from, not who: "According to the report, ..." once
+# flagged a right answer (answer bench q017) as naming someone called "According".
+ATTRIBUTION_OPENERS = {"according", "laut", "gemäß", "zufolge", "reportedly", "citing"}
 CAPITALISED = re.compile(r"(?<![\w-])([A-ZÄÖÜÀ-Ý][\w'’-]*[\w])", re.UNICODE)
 
 
@@ -150,7 +153,8 @@ def names(text: str, first_word_too: bool = False) -> list[str]:
         before = text[: m.start()].rstrip()
         if not before or before[-1] in ".!?:\"„“«(":
             word = m.group(1)
-            if not first_word_too or word.lower() in COMMON_WORDS or word.lower() in NUMBER_WORDS or word.endswith("s"):
+            if (not first_word_too or word.lower() in COMMON_WORDS or word.lower() in NUMBER_WORDS
+                    or word.lower() in ATTRIBUTION_OPENERS or word.endswith("s")):
                 continue
         out.append(m.group(1))
     return out

@@ -125,6 +125,10 @@ def test_numbers_dates_and_names_across_languages_and_formats():
         assert facts.mentions_name(a, f"said {b} yesterday"), (a, b)
     assert not facts.mentions_name("Wilkinson", "Martin Johnson captained England")
     assert facts.names("Tony Blair met Gordon Brown in London.") == ["Blair", "Gordon", "Brown", "London"]
+    # "According to ..." opens a sentence; it names nobody
+    assert facts.names("According to the report, 43 deputies backed Yahya Jammeh.", first_word_too=True) == [
+        "Yahya", "Jammeh"]
+    assert facts.names("Lavrov met Choe.", first_word_too=True) == ["Lavrov", "Choe"]
 
 
 def test_the_model_check_can_only_take_a_verified_mark_away():
