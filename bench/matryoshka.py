@@ -23,16 +23,12 @@ import numpy as np
 from bench.common import read_jsonl, use_bench_settings
 from bench.datasets import CACHE
 from bench.retrieval import SETS, use_embedder
+from rag.embedding import truncate as cut
 from rag.evaluate import retrieval_metrics
 
 EMBEDDER = "embeddinggemma-300m:int8"
 DIMENSIONS = (768, 512, 256, 128)
 RESULTS_JSON = CACHE / "matryoshka-results.json"
-
-
-def cut(vectors: np.ndarray, dim: int) -> np.ndarray:
-    kept = vectors[:, :dim]
-    return kept / np.maximum(np.linalg.norm(kept, axis=1, keepdims=True), 1e-12)
 
 
 def run(name: str, article_weight: float) -> dict[str, dict[str, float]]:

@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+def truncate(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """Matryoshka truncation: the leading `dim` dimensions of each vector, re-normalised (a new array; the
+    input is left as it was)."""
+    import numpy as np
+
+    kept = vectors[:, :dim]
+    return kept / np.maximum(np.linalg.norm(kept, axis=1, keepdims=True), 1e-12)
+
+
 class EmbedderBase:
     name: str  # the model (a folder, an id, or the remote model name)
     full_dim: int  # what the model outputs; dim may keep fewer (Matryoshka)
@@ -81,12 +90,7 @@ class EmbedderBase:
 
     def _model_encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         vectors = self._full_encode(texts, batch_size)
-        if vectors.shape[1] > self.dim:  # Matryoshka truncation: the leading dimensions, re-normalised
-            import numpy as np
-
-            vectors = vectors[:, : self.dim]
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return vectors
+        return truncate(vectors, self.dim) if vectors.shape[1] > self.dim else vectors
 
     def _full_encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         """Normalised full-dimension vectors of the texts (called with the lock held)."""
