@@ -29,9 +29,10 @@ class WordEmbedder:
     embed_passages = embed_queries
 
 
-def source(n: int, doc: str, sentences: list[str], title: str = "", lang: str = "en") -> Source:
+def source(n: int, doc: str, sentences: list[str], title: str = "", lang: str = "en", date: str = "") -> Source:
     text = " ".join(sentences)
-    p = Passage(doc_id=doc, chunk_id=f"{doc}-0", text=text, score=1.0, metadata={"title": title, "lang": lang})
+    p = Passage(doc_id=doc, chunk_id=f"{doc}-0", text=text, score=1.0,
+                metadata={"title": title, "lang": lang, "date": date})
     spans, pos = [], 0
     for s in sentences:
         spans.append((pos, pos + len(s), s))
@@ -99,6 +100,21 @@ def test_restating_the_question_is_not_an_answer():
     [c] = verify("Four Russian delegations visited North Korea in 2023 [1].", "How many Russian delegations "
                  "visited North Korea in 2023?")
     assert "only restates the question" not in c.problems
+
+
+def test_the_articles_date_states_its_month():
+    """The article's date reaches the check as "2017-03-14": it states March 2017, so a claim that restates
+    "mid-March 2017" from the question is verified, and a month or year it does not hold is still flagged."""
+    assert not facts.missing_numbers("seized in mid-March 2017", "Mosul battle 2017-03-14")
+    assert facts.missing_numbers("seized in April 2018", "Mosul battle 2017-03-14") == ["2018", "month 4"]
+    assert facts.months("am 5. März, veröffentlicht 2017-11-30") == {3, 11}
+    mosul = [source(1, "mosul", ["Iraqi forces seized the Iron Bridge over the Tigris on Tuesday."],
+                    title="Mosul battle", date="2017-03-14")]
+    question = "Which bridge over the Tigris did Iraqi forces seize in mid-March 2017?"
+    for month, verified in (("mid-March", True), ("mid-April", False)):
+        claims = split_claims(f"In {month} 2017 Iraqi forces seized the Iron Bridge over the Tigris [1].", {1})
+        verify_claims(claims, mosul, WordEmbedder(), 0.6, question=question, claim_lang="en")
+        assert (claims[0].source == 1) is verified, claims[0].problems
 
 
 def test_a_name_from_another_source_is_not_verified():
