@@ -20,7 +20,7 @@ from bench.datasets import news_articles
 
 
 def main(n_articles: int = 60) -> dict[str, float]:
-    from rag.llm_process import free_port
+    from rag.chroma_server import LocalChromaServer
 
     use_bench_settings()
     corpus, _ = news_articles()
@@ -28,21 +28,10 @@ def main(n_articles: int = 60) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     subset = tmp / "articles.jsonl"
     subset.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    port = free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "chroma"), "run", "--path", str(tmp / "chroma"),
-                               "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    env = {**os.environ, "RAG_CHROMA_HOST": "127.0.0.1", "RAG_CHROMA_PORT": str(port),
+    server = LocalChromaServer(tmp / "chroma").start()
+    env = {**os.environ, "RAG_CHROMA_HOST": "127.0.0.1", "RAG_CHROMA_PORT": str(server.port),
            "RAG_DATA_DIR": str(tmp / "data")}
     try:
-        import httpx
-
-        for _ in range(300):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
         seconds, reports = {}, {}
         for label, extra in (("one process", []), ("2 workers", ["--workers", "2"])):
             name = "one" if not extra else "two"
@@ -60,7 +49,7 @@ def main(n_articles: int = 60) -> dict[str, float]:
         rows = {r["name"]: r for r in json.loads(counts.stdout)}
         assert rows["one"]["chunks"] == rows["two"]["chunks"] and rows["one"]["articles"] == rows["two"]["articles"]
     finally:
-        server.kill()
+        server.stop()
     result = {"articles": float(len(records)), "chunks": float(rows["one"]["chunks"]), "cores": float(os.cpu_count() or 0),
               "one_process_s": seconds["one process"], "two_workers_s": seconds["2 workers"],
               "ratio_two_workers_vs_one": seconds["one process"] / seconds["2 workers"]}

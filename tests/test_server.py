@@ -14,27 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import SEED_DIR, SEED_ID, use_settings
-from helpers import free_port, wait_http
+from rag.chroma_server import LocalChromaServer
 
 pytestmark = pytest.mark.server
-CHROMA = str(Path(sys.executable).parent / "chroma")
-
-
-class ChromaServer:
-    def __init__(self, path: Path, port: int) -> None:
-        self.path, self.port, self.proc = path, port, None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([CHROMA, "run", "--path", str(self.path), "--host", "127.0.0.1", "--port",
-                                      str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_http(f"http://127.0.0.1:{self.port}/api/v2/heartbeat", 60)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-
 def wait_for_first_chunks(name: str, writer: subprocess.Popen, timeout: float = 300) -> None:
     """Return once `writer` has stored its first chunks in collection `name` (or has ended, or after `timeout`)."""
     from rag.store import Store
@@ -46,8 +28,7 @@ def wait_for_first_chunks(name: str, writer: subprocess.Popen, timeout: float = 
 
 @pytest.fixture
 def server(tmp_path):
-    srv = ChromaServer(tmp_path / "chroma-server", free_port())
-    srv.start()
+    srv = LocalChromaServer(tmp_path / "chroma-server").start()
     saved = dict(os.environ)
     use_settings(tmp_path / "data", chroma_host="127.0.0.1", chroma_port=str(srv.port))
     yield srv
