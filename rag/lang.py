@@ -38,7 +38,9 @@ FUNCTION_WORDS = {
 
 
 def _function_word_vote(text: str) -> str:
-    words = [w.lower() for w in re.findall(r"[^\W\d_]+", text)]
+    # Capitalised words after the first are names (or German nouns), never function words: the "Son" of
+    # "Wann traf Lawrow Choe Son-hui?" once voted Spanish ("son"), tied with "wann", and lingua said Dutch.
+    words = [w.lower() for i, w in enumerate(re.findall(r"[^\W\d_]+", text)) if i == 0 or not w[:1].isupper()]
     scores = {lang: sum(w in vocab for w in words) for lang, vocab in FUNCTION_WORDS.items()}
     ranked = sorted(scores.items(), key=lambda kv: -kv[1])
     if ranked[0][1] >= 1 and ranked[0][1] >= ranked[1][1] + 1:

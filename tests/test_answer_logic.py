@@ -79,6 +79,16 @@ def test_short_texts_get_no_guessed_language():
     assert detect_language("Der Stadtrat beschließt neue Radwege für die Innenstadt von Kiel.") == "de"
 
 
+def test_names_in_a_short_question_do_not_vote_for_a_language():
+    from rag.lang import detect_language
+
+    # "Son" (of Choe Son-hui) is Spanish for "are"; "Les" or "De" in a name would be French or Dutch
+    assert detect_language("Wann traf Lawrow Choe Son-hui?", short=True, default="en") == "de"
+    assert detect_language("When did Lavrov meet Choe Son-hui?", short=True, default="en") == "en"
+    assert detect_language("Was sagte Robert De Niro über Les Misérables?", short=True, default="en") == "de"
+    assert detect_language("wann traf lawrow choe?", short=True, default="en") == "de"
+
+
 def test_fusion_mixes_article_vectors_into_the_dense_signal():
     """Pure fusion logic: an article whose whole-article vector is the closest overtakes one with a slightly
     better single chunk; without article vectors the chunk decides; weight 0 is the chunk-only fusion."""
