@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -210,11 +211,7 @@ class Embedder(EmbedderBase):
 
     def __init__(self, name_or_path: str, threads: int | None = None, backend: str = "onnx",
                  precision: str = "fp32", max_tokens: int = 512, dim: int = 0) -> None:
-        import transformers
-
         super().__init__()
-        transformers.logging.set_verbosity_error()
-        transformers.logging.disable_progress_bar()
         self.name = name_or_path
         self.threads = threads
         self._model = None
@@ -225,7 +222,8 @@ class Embedder(EmbedderBase):
             raise ModelMissingError(f"RAG_EMBED_PRECISION=int8 needs {graph}: {FIX_HINT}")
         if backend == "onnx" and graph.is_file():
             import onnxruntime as ort
-            from transformers import AutoTokenizer
+
+            from rag.tokenizer import load_tokenizer
 
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads or 0
@@ -233,9 +231,14 @@ class Embedder(EmbedderBase):
             # Idle workers would spin for a while after each call and steal the 2 cores from Chroma,
             # BM25 and llama.cpp that run right after: retrieval p95 at 20k chunks was 77 ms spinning, 42 ms not.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-            # Without torch: no PyTorch import and no second copy of the weights (cold start, memory).
-            self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            # The graph loads in a thread while the tokenizer loads here: onnxruntime releases the GIL while it
+            # reads and prepares the graph, `tokenizers` holds it while it parses tokenizer.json, and each takes
+            # ~1-1.5 s in a new process on 2 cores (bench/cold_start.py), so overlapping them saves about one.
+            with ThreadPoolExecutor(1) as pool:
+                session = pool.submit(ort.InferenceSession, str(graph), options, providers=["CPUExecutionProvider"])
+                # Without torch: no PyTorch import and no second copy of the weights (cold start, memory).
+                self.tokenizer = load_tokenizer(folder)
+                self.session = session.result()
             st_config = json.loads((folder / "sentence_bert_config.json").read_text())
             model_window = int(st_config.get("max_seq_length") or 512)
             full_dim = int(self.session.get_outputs()[0].shape[-1])
@@ -262,7 +265,11 @@ class Embedder(EmbedderBase):
         """The sentence-transformers model (loaded on first use when onnxruntime does the embedding)."""
         if self._model is None:
             import torch
+            import transformers
             from sentence_transformers import SentenceTransformer
+
+            transformers.logging.set_verbosity_error()
+            transformers.logging.disable_progress_bar()
 
             if self.threads:
                 torch.set_num_threads(self.threads)

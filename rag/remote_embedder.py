@@ -119,12 +119,10 @@ class RemoteEmbedder(EmbedderBase):
         if spec is not None:
             folder = embedder_dir(settings, key)
             if embedder_status(settings, key) == "ready":
-                import transformers
-                from transformers import AutoTokenizer
+                from rag.tokenizer import load_tokenizer
 
-                transformers.logging.set_verbosity_error()  # no "longer than the maximum" notes when counting
                 query, passage = model_prompts(folder, key)
-                self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+                self.tokenizer = load_tokenizer(folder)
                 st_config = json.loads((folder / "sentence_bert_config.json").read_text())
                 window = int(st_config.get("max_seq_length") or 512)
                 self.max_tokens = self.encode_tokens = min(window, self.max_tokens)

@@ -79,6 +79,35 @@ def _split_model_into_wheels(parts_dir: Path, package: str, n: int) -> tuple[int
     return len(data), hashlib.sha256(data).hexdigest()
 
 
+TOKENIZER_TEXTS = [
+    "query: Wann traf Lawrow Choe Son-hui?", "", " ", "a\n\nb\tc", "Nordkorea  Russland\u00a0Putin",
+    "Ünïcödé — emoji 🚀, 中文, ﬁ-Ligatur, Straße", "passage: " + "Sony verkaufte Konsolen in Japan. " * 200,
+]
+
+
+@pytest.mark.parametrize("name", ["multilingual-e5-small", GEMMA])
+def test_fast_tokenizer_gives_transformers_ids_masks_and_offsets(name: str):
+    """rag.tokenizer reads tokenizer.json without transformers (cold start); what the model reads must not
+    change: ids, attention masks (padded batches, truncated at the window) and offsets equal AutoTokenizer's."""
+    from transformers import AutoTokenizer
+
+    from rag.tokenizer import FastTokenizer
+
+    folder = embedder_dir(name=name)
+    fast, reference = FastTokenizer(folder), AutoTokenizer.from_pretrained(str(folder))
+    assert fast(TOKENIZER_TEXTS)["input_ids"] == reference(TOKENIZER_TEXTS)["input_ids"]
+    for window in (16, 512):
+        a = fast(TOKENIZER_TEXTS, padding=True, truncation=True, max_length=window, return_tensors="np")
+        b = reference(TOKENIZER_TEXTS, padding=True, truncation=True, max_length=window, return_tensors="np")
+        assert a["input_ids"].shape[1] <= window
+        assert np.array_equal(a["input_ids"], b["input_ids"]) and np.array_equal(a["attention_mask"], b["attention_mask"])
+        a = fast(TOKENIZER_TEXTS, truncation=True, max_length=window, return_offsets_mapping=True)
+        b = reference(TOKENIZER_TEXTS, truncation=True, max_length=window, return_offsets_mapping=True)
+        assert [[tuple(o) for o in x] for x in a["offset_mapping"]] == [[tuple(o) for o in x] for x in b["offset_mapping"]]
+    # truncation and padding are per call: a later plain call counts every token again
+    assert fast(TOKENIZER_TEXTS[-1:])["input_ids"] == reference(TOKENIZER_TEXTS[-1:])["input_ids"]
+
+
 def test_zip_model_is_joined_verified_and_unpacked_from_its_parts(tmp_path: Path):
     from rag.provision import unpack_zip_model
 
