@@ -1,0 +1,140 @@
+"""Cold start of `rag ask` (issue 16): the wall time of new processes, and where the time goes.
+
+Two measurements, both in new Python processes against an existing collection:
+- `rag ask ... --llm P` as a user runs it: wall time and the process's own peak memory (VmHWM), for the
+  extractive answerer and the local LLM, alternating, `--runs` times each.
+- One phase-timed process per answerer: the same work as `rag ask`, with a timer around each thing a new
+  process has to load first (imports, the Chroma store, the retrieval embedder, the answer scorer, the BM25
+  index, the language detector, the LLM child) and then the answer itself, which finds them loaded.
+
+    python -m bench.cold_start -c news --runs 3
+
+The collection must exist (`rag ingest ... -c NAME`); RAG_DATA_DIR picks the data folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+QUESTION = "When will Putin visit North Korea?"
+
+# Runs in the new process: each phase loads one thing the first answer needs, in the order ask() needs it.
+PHASES = r"""
+import json, sys, time
+T0 = time.perf_counter()
+question, collection, provider = sys.argv[1:4]
+out = {}
+def phase(name, fn):
+    t = time.perf_counter(); value = fn(); out[name] = time.perf_counter() - t; return value
+phase("imports", lambda: __import__("rag.cli") and __import__("rag.answer"))
+from rag.settings import get_settings
+settings = get_settings()
+from rag.store import Store
+store = phase("store open", lambda: Store(settings) if Store(settings).exists(collection) else None)
+from rag import keyword, lang, models
+phase("retrieval embedder", lambda: models.load_embedder(settings))
+phase("answer scorer", lambda: models.load_scorer(settings))
+phase("BM25 index", lambda: keyword.get_index(store, collection, settings))
+phase("language", lambda: lang.detect_language(question, short=True, default="en"))
+if provider != "extractive":
+    from rag.llm import get_chat_model
+    model = get_chat_model(provider, settings)
+    prepare = getattr(model, "prepare", None)
+    phase("LLM child start", lambda: prepare and prepare())
+from rag.answer import ask
+answer = phase("answer (retrieval, generation, checks)", lambda: ask(question, collection=collection, llm=provider))
+out["in process"] = time.perf_counter() - T0
+out["first token (in ask)"] = answer.timings.get("first_token", 0.0)
+print("PHASES " + json.dumps(out))
+"""
+
+# `rag ask` exactly as the CLI runs it, reporting this process's own peak memory. VmHWM, not ru_maxrss:
+# Linux carries the parent's high-water mark into ru_maxrss across fork+exec.
+CLI = (
+    "import re, runpy, sys; sys.argv = ['rag', 'ask', sys.argv[1], '-c', sys.argv[2], '--llm', sys.argv[3]]\n"
+    "try:\n    runpy.run_module('rag.cli', run_name='__main__')\n"
+    "finally:\n    print('PEAK', re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1),"
+    " file=sys.stderr)"
+)
+
+
+def cold_cli(collection: str, provider: str) -> tuple[float, float]:
+    """Seconds and peak memory (MB) of one new `rag ask` process."""
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", CLI, QUESTION, collection, provider], env=dict(os.environ),
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - t
+    peak = [line for line in proc.stderr.splitlines() if line.startswith("PEAK ")]
+    if proc.returncode != 0 or not peak:
+        raise RuntimeError(f"rag ask --llm {provider} failed: {proc.stderr[-800:]}")
+    return seconds, int(peak[-1].split()[1]) / 1024
+
+
+def cold_phases(collection: str, provider: str) -> dict[str, float]:
+    """Seconds per phase of one new process, plus its wall time as seen from outside."""
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", PHASES, QUESTION, collection, provider], env=dict(os.environ),
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    line = [x for x in proc.stdout.splitlines() if x.startswith("PHASES ")]
+    if proc.returncode != 0 or not line:
+        raise RuntimeError(f"phase run ({provider}) failed: {proc.stderr[-800:]}")
+    phases = json.loads(line[-1][len("PHASES "):])
+    phases["process wall"] = wall
+    phases["interpreter start and exit"] = wall - phases["in process"]
+    return phases
+
+
+def run(collection: str, runs: int, providers: tuple[str, ...]) -> dict:
+    walls: dict[str, list[float]] = {p: [] for p in providers}
+    peaks: dict[str, list[float]] = {p: [] for p in providers}
+    for i in range(runs):
+        for p in providers:  # alternating, so drift in the machine's load hits both alike
+            seconds, peak = cold_cli(collection, p)
+            walls[p].append(seconds)
+            peaks[p].append(peak)
+            print(f"run {i + 1} {p}: {seconds:.2f} s, peak {peak:.0f} MB", flush=True)
+    out: dict = {"collection": collection, "runs": runs, "cli": {}, "phases": {}}
+    for p in providers:
+        out["cli"][p] = {"wall_s": walls[p], "wall_p50_s": statistics.median(walls[p]),
+                         "peak_mb_p50": statistics.median(peaks[p])}
+        out["phases"][p] = cold_phases(collection, p)
+    return out
+
+
+def table(result: dict) -> str:
+    providers = list(result["cli"])
+    lines = ["| phase | " + " | ".join(providers) + " |", "|---|" + "---|" * len(providers)]
+    names = list(dict.fromkeys(k for p in providers for k in result["phases"][p]))
+    for name in names:
+        cells = [f"{result['phases'][p][name]:.2f}" if name in result["phases"][p] else "" for p in providers]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| **`rag ask` wall, p50 of runs** | " + " | ".join(
+        f"**{result['cli'][p]['wall_p50_s']:.2f}**" for p in providers) + " |")
+    lines.append("| `rag ask` peak memory, MB | " + " | ".join(
+        f"{result['cli'][p]['peak_mb_p50']:.0f}" for p in providers) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-c", "--collection", default="news")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--llm", nargs="+", default=["extractive", "local"])
+    parser.add_argument("--out", default="")
+    args = parser.parse_args()
+    result = run(args.collection, args.runs, tuple(args.llm))
+    print(table(result))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
