@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,10 +91,14 @@ def gather_evidence(question: str, query: str, lang: str, collection: str | None
 
     since, until = question_dates(question)
     flt = user_filters.merged(Filters(since=since, until=until)) if since else user_filters
-    embedder = load_scorer(settings)
+    # In a new process the scorer loads in a thread while retrieval loads its own embedder and the store:
+    # model loading releases the GIL for the graph, so the two overlap (cold `rag ask`, bench/cold_start.py).
+    with ThreadPoolExecutor(1) as pool:
+        scorer = pool.submit(load_scorer, settings)
+        passages = hybrid_search(query, collection=collection, filters=flt, query_lang=lang, settings=settings,
+                                 timings=timings)
+        embedder = scorer.result()
     rescore = embedder is not load_embedder(settings)
-    passages = hybrid_search(query, collection=collection, filters=flt, query_lang=lang, settings=settings,
-                             timings=timings)
     if rescore:
         rescore_passages(passages, query, embedder, settings.retrieval_k + RESCORED_EXTRA)
     notice = ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,6 +306,10 @@ class Embedder(EmbedderBase):
 
 
 _embedders: dict[str, Embedder] = {}
+# One lock per model key: the answer scorer loads in a thread while the retrieval embedder loads (and two UI
+# sessions may ask at once), and a model must load once, not once per thread.
+_load_locks: dict[str, threading.Lock] = {}
+_load_locks_guard = threading.Lock()
 
 
 def load_embedder(settings: Settings | None = None) -> EmbedderBase:
@@ -329,13 +334,17 @@ def load_embedder(settings: Settings | None = None) -> EmbedderBase:
     if precision == "auto":
         precision = spec.precision if spec is not None else "fp32"
     key = f"{name}|{precision}|{settings.embed_max_tokens}|{settings.embed_dim}|{settings.embed_backend}"
-    if key not in _embedders:
-        try:
-            _embedders[key] = Embedder(name, threads=settings.llm_threads, backend=settings.embed_backend,
-                                       precision=precision, max_tokens=settings.embed_max_tokens,
-                                       dim=settings.embed_dim)
-        except OSError as exc:
-            raise ModelMissingError(f"cannot load the embedder {name!r}: {exc}. Check RAG_EMBED_MODEL or {FIX_HINT}") from exc
+    with _load_locks_guard:
+        lock = _load_locks.setdefault(key, threading.Lock())
+    with lock:
+        if key not in _embedders:
+            try:
+                _embedders[key] = Embedder(name, threads=settings.llm_threads, backend=settings.embed_backend,
+                                           precision=precision, max_tokens=settings.embed_max_tokens,
+                                           dim=settings.embed_dim)
+            except OSError as exc:
+                raise ModelMissingError(
+                    f"cannot load the embedder {name!r}: {exc}. Check RAG_EMBED_MODEL or {FIX_HINT}") from exc
     return _embedders[key]
 
 
