@@ -96,7 +96,8 @@ def models_fetch(embedder: str, llm: str) -> None:
 @click.option("--sync", is_flag=True, help="Also delete articles whose files are gone.")
 @click.option("--demo", type=click.Choice(["small", "full"]), default=None,
               help="Ingest the demo corpus (100 or 3,824 English news articles).")
-@click.option("--if-empty", is_flag=True, help="Do nothing when the collection already has articles.")
+@click.option("--if-empty", is_flag=True,
+              help="Do nothing when the collection already has articles (an interrupted first ingest is finished).")
 @click.option("--strict", is_flag=True, help="Exit non-zero if any file failed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -114,17 +115,23 @@ def ingest(paths: tuple[Path, ...], collection: str | None, rebuild: bool, sync:
     from rag.provision import demo_corpus
     from rag.store import Store
 
+    if if_empty:
+        store = Store()
+        name = collection or store.settings.collection
+        articles = store.article_count(name)
+        # An ingest records the collection's revision when it ends: articles without one are what an
+        # interrupted first ingest left (a `make chat` stopped during the demo ingest), so it is finished.
+        if articles and store.revision(name):
+            click.echo(f"collection '{name}' already has {articles} articles; nothing to do")
+            return
+        if articles:
+            click.echo(f"collection '{name}' has {articles} articles from an ingest that did not finish; "
+                       "finishing it")
     all_paths = list(paths)
     if demo:
         all_paths.append(demo_corpus(demo))
     if not all_paths and not rebuild:
         raise click.UsageError("give files or folders to ingest, or --demo small|full")
-    if if_empty:
-        store = Store()
-        name = collection or store.settings.collection
-        if store.article_count(name) > 0:
-            click.echo(f"collection '{name}' already has {store.article_count(name)} articles; nothing to do")
-            return
     if workers > 1 and (shard or rebuild):
         raise click.UsageError("--workers cannot be combined with --shard or --rebuild")
     try:

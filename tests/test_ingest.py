@@ -268,6 +268,25 @@ def test_cli_json_report_and_collections(data_dir, seed_copy):
     assert strict.returncode == 1 and "/no/such/file" in strict.stderr
 
 
+def test_if_empty_finishes_an_interrupted_first_ingest_and_then_does_nothing(data_dir, seed_copy):
+    """`make chat` runs `rag ingest --demo small ... --if-empty`: stopped during that first ingest, the
+    collection holds some articles but no revision (recorded when an ingest ends); the next `make chat` must
+    finish it, not keep the partial corpus."""
+    cmd = [sys.executable, "-m", "rag.cli", "ingest", str(seed_copy), "-c", "demo", "--if-empty"]
+    ingest([seed_copy], collection="demo")
+    store = Store()
+    col = store.articles("demo")
+    col.modify(metadata={k: v for k, v in (col.metadata or {}).items() if k != "revision"})  # as a kill leaves it
+    (seed_copy / "later.txt").write_text("Fähre fährt wieder\n\nDie Fähre nach Sylt fährt seit Montag wieder.",
+                                         encoding="utf-8")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "did not finish" in out.stdout, out.stdout + out.stderr
+    assert store.article_count("demo") == 2 and store.revision("demo")
+    (seed_copy / "much-later.txt").write_text("Neue Brücke\n\nDie Brücke wurde eröffnet.", encoding="utf-8")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "nothing to do" in out.stdout and store.article_count("demo") == 2
+
+
 @pytest.mark.slow
 def test_kill_9_then_rerun_equals_clean_ingest(data_dir, tmp_path):
     """Really kill the ingest process at several moments; the rerun must converge on a clean index."""
@@ -278,7 +297,8 @@ def test_kill_9_then_rerun_equals_clean_ingest(data_dir, tmp_path):
     subset = tmp_path / "subset.csv"
     subset.write_text("".join(lines[:61]), encoding="utf-8")  # the header and 60 articles (one per line)
     env = {**os.environ, "RAG_INGEST_BATCH_ARTICLES": "8"}  # many writes, so every kill lands between or inside one
-    cmd = [sys.executable, "-m", "rag.cli", "ingest", str(subset), "-c", "killed"]
+    # `--if-empty` as `make chat` runs its demo ingest: a killed first ingest is finished by the next run
+    cmd = [sys.executable, "-m", "rag.cli", "ingest", str(subset), "-c", "killed", "--if-empty"]
     for delay in (9.0, 14.0, 20.0):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
@@ -287,6 +307,8 @@ def test_kill_9_then_rerun_equals_clean_ingest(data_dir, tmp_path):
         proc.wait()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
     clean = ingest([subset], collection="clean")
     killed, fresh = stored("killed"), stored("clean")
     assert set(killed) == set(fresh) == set(clean.added)
