@@ -8,6 +8,10 @@ Two measurements, both in new Python processes against an existing collection:
   index, the language detector, the LLM child) and then the answer itself, which finds them loaded.
 
     python -m bench.cold_start -c news --runs 3
+    python -m bench.cold_start -c news --runs 3 --chat "Wann traf Lawrow Choe Son-hui?"
+
+`--chat` measures instead what the chat and `rag serve` meet: the first question after the process started
+and the reader took 20 s to type, with and without `rag.answer.warm_up` at start.
 
 The collection must exist (`rag ingest ... -c NAME`); RAG_DATA_DIR picks the data folder.
 """
@@ -54,6 +58,21 @@ out["first token (in ask)"] = answer.timings.get("first_token", 0.0)
 print("PHASES " + json.dumps(out))
 """
 
+# The chat's (and `rag serve`'s) first question: the process starts, loads what it loads at start, the reader
+# takes `pause` seconds to type, then asks. "before" = the retrieval embedder loaded at start (what the chat
+# did until stop 18), "warm_up" = rag.answer.warm_up (embedders, LLM child, the child reading the fixed prefix).
+FIRST_QUESTION = r"""
+import json, sys, time
+question, collection, mode, pause = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+from rag.answer import ask, warm_up
+from rag.models import load_embedder
+warm_up("local") if mode == "warm_up" else load_embedder()
+time.sleep(pause)
+answer = ask(question, collection=collection, llm="local")
+print("FIRST " + json.dumps({"first_token": answer.timings.get("first_token", 0.0),
+                             "total": answer.timings.get("total", 0.0), "answered": answer.answered}))
+"""
+
 # `rag ask` exactly as the CLI runs it, reporting this process's own peak memory. VmHWM, not ru_maxrss:
 # Linux carries the parent's high-water mark into ru_maxrss across fork+exec.
 CLI = (
@@ -89,6 +108,27 @@ def cold_phases(collection: str, provider: str) -> dict[str, float]:
     phases["process wall"] = wall
     phases["interpreter start and exit"] = wall - phases["in process"]
     return phases
+
+
+def first_question(collection: str, mode: str, question: str, pause: float = 20.0) -> dict[str, float]:
+    proc = subprocess.run([sys.executable, "-c", FIRST_QUESTION, question, collection, mode, str(pause)],
+                          env=dict(os.environ), capture_output=True, text=True)
+    line = [x for x in proc.stdout.splitlines() if x.startswith("FIRST ")]
+    if proc.returncode != 0 or not line:
+        raise RuntimeError(f"first question ({mode}) failed: {proc.stderr[-800:]}")
+    return json.loads(line[-1][len("FIRST "):])
+
+
+def run_chat(collection: str, runs: int, question: str) -> dict:
+    """The first question after start, without and with warm_up, alternating."""
+    out: dict[str, list[dict[str, float]]] = {"before": [], "warm_up": []}
+    for i in range(runs):
+        for mode in out:
+            out[mode].append(first_question(collection, mode, question))
+            print(f"run {i + 1} {mode}: {json.dumps(out[mode][-1])}", flush=True)
+    return {mode: {"first_token_p50_s": statistics.median(r["first_token"] for r in rows),
+                   "total_p50_s": statistics.median(r["total"] for r in rows), "runs": rows}
+            for mode, rows in out.items()}
 
 
 def run(collection: str, runs: int, providers: tuple[str, ...]) -> dict:
@@ -128,9 +168,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--llm", nargs="+", default=["extractive", "local"])
     parser.add_argument("--out", default="")
+    parser.add_argument("--chat", metavar="QUESTION", default="",
+                        help="instead: the chat's first question after start, without and with warm_up")
     args = parser.parse_args()
-    result = run(args.collection, args.runs, tuple(args.llm))
-    print(table(result))
+    if args.chat:
+        result = run_chat(args.collection, args.runs, args.chat)
+        print(json.dumps({m: {k: v for k, v in r.items() if k != "runs"} for m, r in result.items()}))
+    else:
+        result = run(args.collection, args.runs, tuple(args.llm))
+        print(table(result))
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=1)

@@ -328,6 +328,37 @@ def finish(answer: Answer, raw_text: str, sources: list[Source], embedder, setti
     return answer
 
 
+def warm_up(provider: str | None = None, settings: Settings | None = None) -> None:
+    """Load what the first answer needs, in the background: both embedders, and for the local LLM its child,
+    which then reads the answer prompt's fixed part (rag.llm.LocalLLM.read_prefix_ahead). For processes
+    that start before anyone asks (the chat, `rag serve`); returns at once. Failures are left to the first
+    question, which reports them."""
+    import threading
+
+    from rag.models import load_embedder, load_scorer
+
+    settings = settings or get_settings()
+    provider = provider or settings.llm_provider
+
+    def load() -> None:
+        try:
+            load_scorer(settings)
+            load_embedder(settings)
+        except NewsragError as exc:
+            log.info("warm-up: %s", exc)
+
+    threading.Thread(target=load, name="newsrag-warm-up", daemon=True).start()
+    if provider == "local":
+        from rag.llm import get_chat_model
+
+        try:
+            model = get_chat_model(provider, settings)
+        except NewsragError as exc:
+            log.info("warm-up: %s", exc)
+            return
+        model.read_prefix_ahead()
+
+
 def ask(question: str, *, collection: str | None = None, history: Any = None, filters: Filters | dict | None = None,
         llm: str | None = None, settings: Settings | None = None) -> Answer:
     """Answer a question from the collection, in the question's language, with verified citations."""

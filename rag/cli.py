@@ -320,9 +320,12 @@ def serve(host: str, port: int) -> None:
     """Serve the HTTP API (FastAPI): /ask, /retrieve, /ingest, /collections, OpenAI-compatible /v1/..."""
     import uvicorn
 
+    from rag.answer import warm_up
     from rag.api import create_app
 
-    uvicorn.run(create_app(bind_host=host), host=host, port=port)
+    app = create_app(bind_host=host)
+    warm_up()  # the first request does not wait for the models
+    uvicorn.run(app, host=host, port=port)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,31 @@ class LocalLLM(OpenAILLM):
         self.client_url = ""
         self.lock = threading.Lock()  # one generation at a time: the child serves one anyway
 
+    def read_prefix_ahead(self) -> None:
+        """Start the child now and have it read the answer prompt's fixed part (rules and worked example, ~350
+        tokens, ~4 s on 2 cores) in the background. llama-cpp-python keeps it in its KV cache and prompt cache
+        (rag.llm_process.prefix_state_cache), so the first question reads only its sources and question, as
+        later ones do. For processes that start before anyone asks (the chat, `rag serve`), where the cores
+        are idle until the first question (bench/RESULTS.md "Stop 18"). Not for a one-shot `rag ask`: on 2
+        cores it competes with loading the embedders and gained nothing there.
+        Only newsrag's own child: another RAG_LLM_SERVER_COMMAND may keep no prefix."""
+        if not self.settings.llm_server_command:
+            threading.Thread(target=self._read_prefix, name="newsrag-llm-prefix", daemon=True).start()
+
+    def _read_prefix(self) -> None:
+        """Best effort: a child that fails here fails again on the question, which reports it."""
+        from openai import OpenAI
+
+        from rag import prompts
+
+        try:
+            url = self.server.wait_ready(self.settings.llm_start_timeout, start=False)
+            client = OpenAI(base_url=url, api_key="local", timeout=self.settings.llm_timeout, max_retries=0)
+            client.chat.completions.create(model=self.model, messages=prompts.answer_prefix_messages(),
+                                           max_tokens=1, temperature=0.0)
+        except Exception as exc:  # noqa: BLE001 - the question itself reports what is wrong
+            log.debug("reading the answer prefix ahead failed: %s", exc)
+
     def prepare(self) -> None:
         """Wait until the child has loaded the model (LLMError if it dies or does not come up in time)."""
         self.connect()

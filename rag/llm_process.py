@@ -103,12 +103,14 @@ class LlamaServerProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_ready(self, timeout: float) -> str:
-        """Start the child if needed and wait until it answers; its base URL. LLMError when it dies or
-        does not come up within `timeout` seconds."""
+    def wait_ready(self, timeout: float, start: bool = True) -> str:
+        """Start the child if needed (unless `start` is False: then LLMError if none runs) and wait until it
+        answers; its base URL. LLMError when it dies or does not come up within `timeout` seconds."""
         import httpx
 
         with self.lock:
+            if not start and not self.alive():
+                raise LLMError("the local LLM process is not running")
             self.start()
             if self.ready:
                 return self.base_url

@@ -103,6 +103,17 @@ def format_source(n: int, title: str, outlet: str, date: str, text: str) -> str:
                                   text=quote_source(text))
 
 
+def answer_prefix_messages() -> list[dict[str, str]]:
+    """The answer prompt as far as it is the same for every question (rules, worked example and the start of
+    the last turn): what a new local LLM child reads before the first question (rag.llm.LocalLLM)."""
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": EXAMPLE_USER},
+        {"role": "assistant", "content": EXAMPLE_ASSISTANT},
+        {"role": "user", "content": ANSWER_TEMPLATE.split("{", 1)[0]},
+    ]
+
+
 def answer_messages(question: str, sources: list[str], language: str,
                     history: list[tuple[str, str]]) -> list[dict[str, str]]:
     turns = "\n".join(f"User: {q}\nAssistant: {a}" for q, a in history)

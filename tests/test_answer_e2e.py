@@ -256,3 +256,21 @@ def test_model_claim_check_with_the_real_local_llm(corpus, monkeypatch):
     finally:
         monkeypatch.delenv("RAG_VERIFY_LLM")
         reset_settings()
+
+
+@pytest.mark.slow
+def test_warm_up_starts_the_child_and_the_first_question_is_answered_by_it(corpus):
+    """What the chat and `rag serve` do when they start: the embedders load and the local LLM child starts in
+    the background, and the child reads the answer prompt's fixed part. A question asked while that read is
+    still running waits for it and is answered by the model, not by the extractive fallback."""
+    from rag import models
+    from rag.answer import warm_up
+    from rag.llm import get_chat_model
+
+    warm_up("local")
+    model = get_chat_model("local")
+    assert model.server.alive()  # started at once, before any question
+    ans = ask("Wann trafen sich Lawrow und Choe Son-hui in Moskau?", collection="news", llm="local")
+    assert ans.provider == "local" and not ans.notice and ans.answered, ans
+    assert "16" in ans.text and seed_citation(ans).verified
+    assert any(key.startswith(str(models.embedder_dir(name="multilingual-e5-small"))) for key in models._embedders)

@@ -43,6 +43,15 @@ def chat_model(provider: str):
         return str(exc)
 
 
+@st.cache_resource
+def warmed_up(provider: str) -> bool:
+    """Once per chat process and provider: the models load while the reader looks at the page."""
+    from rag.answer import warm_up
+
+    warm_up(provider)
+    return True
+
+
 settings = get_settings()
 state = st.session_state
 state.setdefault("messages", [])
@@ -99,6 +108,7 @@ with st.sidebar:
     st.subheader("Model")
     provider = st.selectbox("Answer with", list(PROVIDERS), index=list(PROVIDERS).index(settings.llm_provider),
                             help="\n".join(f"**{name}**: {what}" for name, what in PROVIDERS.items()))
+    warmed_up(provider)
     k = st.slider("Sources per answer (top-k)", 1, 10, settings.retrieval_k)
     st.caption(f"Embedder: {settings.embed_model}  \nLLM: "
                + (settings.openai_model if provider == "openai" else
