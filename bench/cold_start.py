@@ -83,40 +83,34 @@ CLI = (
 )
 
 
+def run_child(code: str, tag: str, *args: str) -> tuple[float, str]:
+    """Run `code` in a new Python process: its wall time, and what its last line starting with `tag` says."""
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code, *args], env=dict(os.environ), capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    lines = [x for x in (proc.stdout + "\n" + proc.stderr).splitlines() if x.startswith(tag + " ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"new process {args} failed: {proc.stderr[-800:]}")
+    return wall, lines[-1][len(tag) + 1 :]
+
+
 def cold_cli(collection: str, provider: str) -> tuple[float, float]:
     """Seconds and peak memory (MB) of one new `rag ask` process."""
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CLI, QUESTION, collection, provider], env=dict(os.environ),
-                          capture_output=True, text=True)
-    seconds = time.perf_counter() - t
-    peak = [line for line in proc.stderr.splitlines() if line.startswith("PEAK ")]
-    if proc.returncode != 0 or not peak:
-        raise RuntimeError(f"rag ask --llm {provider} failed: {proc.stderr[-800:]}")
-    return seconds, int(peak[-1].split()[1]) / 1024
+    seconds, peak_kb = run_child(CLI, "PEAK", QUESTION, collection, provider)
+    return seconds, int(peak_kb) / 1024
 
 
 def cold_phases(collection: str, provider: str) -> dict[str, float]:
     """Seconds per phase of one new process, plus its wall time as seen from outside."""
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", PHASES, QUESTION, collection, provider], env=dict(os.environ),
-                          capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    line = [x for x in proc.stdout.splitlines() if x.startswith("PHASES ")]
-    if proc.returncode != 0 or not line:
-        raise RuntimeError(f"phase run ({provider}) failed: {proc.stderr[-800:]}")
-    phases = json.loads(line[-1][len("PHASES "):])
+    wall, payload = run_child(PHASES, "PHASES", QUESTION, collection, provider)
+    phases = json.loads(payload)
     phases["process wall"] = wall
     phases["interpreter start and exit"] = wall - phases["in process"]
     return phases
 
 
 def first_question(collection: str, mode: str, question: str, pause: float = 20.0) -> dict[str, float]:
-    proc = subprocess.run([sys.executable, "-c", FIRST_QUESTION, question, collection, mode, str(pause)],
-                          env=dict(os.environ), capture_output=True, text=True)
-    line = [x for x in proc.stdout.splitlines() if x.startswith("FIRST ")]
-    if proc.returncode != 0 or not line:
-        raise RuntimeError(f"first question ({mode}) failed: {proc.stderr[-800:]}")
-    return json.loads(line[-1][len("FIRST "):])
+    return json.loads(run_child(FIRST_QUESTION, "FIRST", question, collection, mode, str(pause))[1])
 
 
 def run_chat(collection: str, runs: int, question: str) -> dict:
