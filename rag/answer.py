@@ -342,8 +342,11 @@ def warm_up(provider: str | None = None, settings: Settings | None = None) -> No
 
     def load() -> None:
         try:
-            load_scorer(settings)
-            load_embedder(settings)
+            # Each graph's first run is slower than later ones (onnxruntime sizes its buffers): one run on a
+            # chunk-sized text here, so the first question does not pay it.
+            sample = " ".join([prompts.EXAMPLE_USER] * 4)
+            load_scorer(settings).embed_passages([sample])
+            load_embedder(settings).embed_queries([sample], cache=False)
         except NewsragError as exc:
             log.info("warm-up: %s", exc)
 
