@@ -40,7 +40,11 @@ phase("imports", lambda: __import__("rag.cli") and __import__("rag.answer"))
 from rag.settings import get_settings
 settings = get_settings()
 from rag.store import Store
-store = phase("store open", lambda: Store(settings) if Store(settings).exists(collection) else None)
+def open_store():
+    store = Store(settings)
+    assert store.exists(collection), f"no collection {collection!r}"
+    return store
+store = phase("store open", open_store)
 from rag import keyword, lang, models
 phase("retrieval embedder", lambda: models.load_embedder(settings))
 phase("answer scorer", lambda: models.load_scorer(settings))

@@ -97,15 +97,12 @@ class LocalLLM(OpenAILLM):
 
     def _read_prefix(self) -> None:
         """Best effort: a child that fails here fails again on the question, which reports it."""
-        from openai import OpenAI
-
         from rag import prompts
 
         try:
-            url = self.server.wait_ready(self.settings.llm_start_timeout, start=False)
-            client = OpenAI(base_url=url, api_key="local", timeout=self.settings.llm_timeout, max_retries=0)
-            client.chat.completions.create(model=self.model, messages=prompts.answer_prefix_messages(),
-                                           max_tokens=1, temperature=0.0)
+            self.connect(start=False)  # never starts a child (one closed at exit stays closed)
+            self.client.chat.completions.create(model=self.model, messages=prompts.answer_prefix_messages(),
+                                                max_tokens=1, temperature=0.0)
         except Exception as exc:  # noqa: BLE001 - the question itself reports what is wrong
             log.debug("reading the answer prefix ahead failed: %s", exc)
 
@@ -113,10 +110,10 @@ class LocalLLM(OpenAILLM):
         """Wait until the child has loaded the model (LLMError if it dies or does not come up in time)."""
         self.connect()
 
-    def connect(self) -> None:
+    def connect(self, start: bool = True) -> None:
         from openai import OpenAI
 
-        url = self.server.wait_ready(self.settings.llm_start_timeout)
+        url = self.server.wait_ready(self.settings.llm_start_timeout, start=start)
         if url != self.client_url:
             self.client = OpenAI(base_url=url, api_key="local", timeout=self.settings.llm_timeout, max_retries=0)
             self.client_url = url
