@@ -1,16 +1,21 @@
-"""Tokens/s of the portable llama.cpp build (what `make setup` installs) against a native build
-(`-DGGML_NATIVE=ON`, compiled for this machine's CPU), side by side in one run, same model and prompt.
+"""Tokens/s of the portable llama.cpp build (what `make setup` installs) against another build of the same
+llama-cpp-python, side by side in one run, same model and prompt.
 
-    python -m bench.llama_build            (builds the native wheel once into ~/.cache/newsrag/llama-wheels/native)
+    python -m bench.llama_build                 native: `-DGGML_NATIVE=ON`, compiled for this machine's CPU
+    python -m bench.llama_build avx512          AVX-512 (+VNNI/VBMI/BF16) and AVX-VNNI kernels, no AMX
 
-Each build runs in its own child process (the native one from the unpacked wheel put first on PYTHONPATH);
-each reports prompt evaluation and generation speed, the median of REPEATS runs after a warm-up.
+Each other build is compiled once into ~/.cache/newsrag/llama-wheels/<build>-<cpu key>. Each build runs in
+its own child process (the other one from its unpacked wheel put first on PYTHONPATH); each reports prompt
+evaluation and generation speed, the median of REPEATS runs after a warm-up. A build that crashes (the
+native one does on an Intel VM that advertises AMX, issue 11) is reported as crashed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -18,7 +23,23 @@ import zipfile
 from pathlib import Path
 
 VERSION = "0.3.36"
-NATIVE_DIR = Path.home() / ".cache" / "newsrag" / "llama-wheels" / "native"
+WHEELS = Path.home() / ".cache" / "newsrag" / "llama-wheels"
+
+
+def cpu_key() -> str:
+    """A native wheel belongs to the CPU it was compiled on: key its cache by the CPU's model name and flags."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    lines = sorted({ln for ln in info.splitlines() if ln.startswith(("model name", "flags"))})
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
+
+
+PORTABLE_AVX2 = ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON "
+                 "-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF")
+BUILDS = {
+    "native": "-DGGML_NATIVE=ON",
+    "avx512": PORTABLE_AVX2 + " -DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON"
+                              " -DGGML_AVX512_BF16=ON",
+}
 REPEATS = 3
 
 PROBE = r"""
@@ -46,63 +67,86 @@ print(json.dumps({"prompt_tps": pp, "gen_tps": tg, "system_info": info.strip()})
 """
 
 
-def native_wheel() -> Path:
-    found = sorted(NATIVE_DIR.glob("llama_cpp_python-*.whl"))
+def build_dir(build: str) -> Path:
+    return WHEELS / f"{build}-{cpu_key()}"
+
+
+def other_wheel(build: str) -> Path:
+    folder = build_dir(build)
+    found = sorted(folder.glob("llama_cpp_python-*.whl"))
     if found:
         return found[0]
-    NATIVE_DIR.mkdir(parents=True, exist_ok=True)
-    print("building a native llama-cpp-python wheel (once, ~10 min on 2 cores)", flush=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"building a {build} llama-cpp-python wheel (once, ~10 min on 2 cores): {BUILDS[build]}", flush=True)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-cache-dir", "--no-deps", "--no-binary",
-                    "llama-cpp-python", "-w", str(NATIVE_DIR), f"llama-cpp-python=={VERSION}"],
-                   env={**os.environ, "CMAKE_ARGS": "-DGGML_NATIVE=ON"}, check=True)
-    return sorted(NATIVE_DIR.glob("llama_cpp_python-*.whl"))[0]
+                    "llama-cpp-python", "-w", str(folder), f"llama-cpp-python=={VERSION}"],
+                   env={**os.environ, "CMAKE_ARGS": BUILDS[build]}, check=True)
+    return sorted(folder.glob("llama_cpp_python-*.whl"))[0]
 
 
 def probe(model: Path, threads: int, pythonpath: str | None) -> dict:
+    """One build's speeds, or its crash: a native build can die with SIGILL where the CPU advertises
+    instructions that fault (issue 11), and that is a result to report, not a reason to stop."""
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     out = subprocess.run([sys.executable, "-c", PROBE, str(model), str(threads), str(REPEATS)], env=env,
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True)
+    if out.returncode:
+        code = out.returncode
+        name = signal.Signals(-code).name if code < 0 else f"exit {code}"
+        return {"crashed": name, "stderr": out.stderr.strip()[-300:]}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> dict:
+def main(other: str = "native") -> dict:
     from rag.models import PACKAGED_LLMS, gguf_path
 
     model = gguf_path(PACKAGED_LLMS["qwen2.5-1.5b"])
     threads = os.cpu_count() or 2
-    unpacked = NATIVE_DIR / "unpacked"
+    unpacked = build_dir(other) / "unpacked"
     if not (unpacked / "llama_cpp").exists():
-        with zipfile.ZipFile(native_wheel()) as wheel:
+        with zipfile.ZipFile(other_wheel(other)) as wheel:
             wheel.extractall(unpacked)
     results = {}
     # Interleaved so that load on the machine affects both alike.
-    for build, path in (("portable", None), ("native", str(unpacked)), ("portable", None), ("native", str(unpacked))):
+    for build, path in (("portable", None), (other, str(unpacked)), ("portable", None), (other, str(unpacked))):
         r = probe(model, threads, path)
+        if "crashed" in r:
+            print(f"{build} build crashed: {r['crashed']}: {r['stderr']}", flush=True)
+            results.setdefault(f"{build} crashes", []).append(r["crashed"])
+            continue
         row = results.setdefault(build, {"prompt_tps": [], "gen_tps": [], "system_info": r["system_info"]})
         row["prompt_tps"] += r["prompt_tps"]
         row["gen_tps"] += r["gen_tps"]
-    summary = {b: {"prompt_tps": statistics.median(r["prompt_tps"]), "gen_tps": statistics.median(r["gen_tps"]),
-                   "system_info": r["system_info"]} for b, r in results.items()}
-    summary["ratio"] = {k: summary["portable"][k] / summary["native"][k] for k in ("prompt_tps", "gen_tps")}
+    summary: dict = {b: {"prompt_tps": statistics.median(r["prompt_tps"]), "gen_tps": statistics.median(r["gen_tps"]),
+                         "system_info": r["system_info"]} for b, r in results.items() if isinstance(r, dict)}
+    summary["crashes"] = {b: r for b, r in results.items() if isinstance(r, list)}
+    summary["other"] = other
+    if "portable" in summary and other in summary:
+        summary["ratio"] = {k: summary["portable"][k] / summary[other][k] for k in ("prompt_tps", "gen_tps")}
     return summary
 
 
 def table(summary: dict) -> str:
     lines = ["| build | prompt tokens/s | generated tokens/s | llama.cpp CPU features |", "|---|---|---|---|"]
-    for build in ("portable", "native"):
+    for build in ("portable", summary["other"]):
+        if build not in summary:
+            lines.append(f"| {build} | crashed: {summary['crashes']} | | |")
+            continue
         r = summary[build]
         feats = " ".join(p.split("=")[0].strip() for p in r["system_info"].replace(":", "|").split("|")
                          if p.strip().endswith("= 1"))
         lines.append(f"| {build} | {r['prompt_tps']:.1f} | {r['gen_tps']:.1f} | {feats} |")
-    ratio = summary["ratio"]
-    lines.append(f"\nportable / native: prompt {ratio['prompt_tps']:.2f}, generation {ratio['gen_tps']:.2f} "
+    ratio = summary.get("ratio")
+    if ratio is None:
+        return "\n".join(lines)
+    lines.append(f"\nportable / {summary['other']}: prompt {ratio['prompt_tps']:.2f}, generation {ratio['gen_tps']:.2f} "
                  f"(qwen2.5-1.5b Q4_K_M, {os.cpu_count()} threads, median of {2 * REPEATS} runs each).")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    res = main()
+    res = main(sys.argv[1] if len(sys.argv) > 1 else "native")
     print(table(res))
     print(json.dumps(res, indent=2))
