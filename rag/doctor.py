@@ -22,11 +22,15 @@ class Check:
     fix: str = ""
 
 
-def llama_cpu_features() -> Check:
-    """The CPU features llama.cpp was compiled with, read in a child (loading the library is native code too)."""
+def llama_cpu_features(settings: Settings) -> Check:
+    """The CPU features of the llama.cpp build the LLM child loads (rag/cpu_variants.py), read in a child of
+    its own (loading the library is native code too)."""
+    from rag.cpu_variants import child_env
+
+    variant, env = child_env(settings.llm_cpu_variant, settings.llm_cpu_variants_dir)
     code = "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())"
     try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     except subprocess.TimeoutExpired:
         return Check("llama.cpp build", False, "timed out reading the build info", "run `make setup`")
     if out.returncode != 0:
@@ -37,7 +41,7 @@ def llama_cpu_features() -> Check:
     # "CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 0 | ..." -> the features that are on
     parts = out.stdout.replace("\n", "|").replace(":", "|").split("|")
     features = [part.split("=")[0].strip() for part in parts if part.strip().endswith("= 1")]
-    return Check("llama.cpp build", True, "CPU features: " + (" ".join(features) or "baseline only"))
+    return Check("llama.cpp build", True, f"{variant} build, CPU features: " + (" ".join(features) or "baseline only"))
 
 
 def llm_check(settings: Settings) -> Check:
@@ -92,7 +96,7 @@ def store_check(settings: Settings) -> Check:
 
 def run_checks(settings: Settings | None = None) -> list[Check]:
     settings = settings or get_settings()
-    checks = [llama_cpu_features()] if settings.llm_provider == "local" and not settings.llm_server_command else []
+    checks = [llama_cpu_features(settings)] if settings.llm_provider == "local" and not settings.llm_server_command else []
     return checks + [embedder_check(settings), store_check(settings), llm_check(settings)]
 
 

@@ -27,6 +27,7 @@ import threading
 import time
 from pathlib import Path
 
+from rag import cpu_variants
 from rag.errors import LLMError, exit_status
 from rag.settings import Settings
 
@@ -67,6 +68,8 @@ class LlamaServerProcess:
         self.lock = threading.RLock()
         self.log_path = Path(settings.data_dir) / "logs" / "llm-server.log"
         self.reported: set[int] = set()  # pids whose death was logged (once each)
+        self.variant = cpu_variants.PORTABLE  # the llama.cpp CPU build the running child loaded
+        self.variant_failed = False  # a child on a faster variant died of a signal: portable from then on
 
     # ------------------------------------------------------------------ process
     def command(self, port: int) -> list[str]:
@@ -85,11 +88,16 @@ class LlamaServerProcess:
             self._note_death()
             self.port = free_port()
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self.variant, env = cpu_variants.PORTABLE, None
+            if not self.settings.llm_server_command and not self.variant_failed:
+                self.variant, env = cpu_variants.child_env(self.settings.llm_cpu_variant,
+                                                           self.settings.llm_cpu_variants_dir)
             with self.log_path.open("ab") as out:
-                out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting the local LLM server\n".encode())
+                out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting the local LLM server "
+                          f"(llama.cpp CPU build: {self.variant})\n".encode())
                 out.flush()
                 self.proc = subprocess.Popen(self.command(self.port), stdin=subprocess.DEVNULL, stdout=out,
-                                             stderr=subprocess.STDOUT, start_new_session=True)
+                                             stderr=subprocess.STDOUT, start_new_session=True, env=env)
             self.ready = False
 
     @property
@@ -179,6 +187,10 @@ class LlamaServerProcess:
         self.ready = False
         log.error("local LLM process %s died: %s; it restarts on the next question (log: %s)",
                   self.proc.pid, describe_exit(self.proc.returncode), self.log_path)
+        if self.proc.returncode < 0 and self.variant not in (cpu_variants.PORTABLE, "LLAMA_CPP_LIB_PATH"):
+            self.variant_failed = True
+            log.error("the local LLM died on llama.cpp's %s CPU build: it restarts on the portable build "
+                      "(set RAG_LLM_CPU_VARIANT=portable to skip the faster build on this machine)", self.variant)
 
 
 # ---------------------------------------------------------------------- the child

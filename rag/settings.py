@@ -121,6 +121,13 @@ class Settings(BaseSettings):
     llm_start_timeout: float = Field(
         180.0, description="Seconds the local LLM process may take to load before it counts as failed."
     )
+    llm_cpu_variant: str = Field(
+        "auto", description="Build of llama.cpp's CPU backend the local LLM loads: auto (the fastest one `make setup` "
+        "compiled that this CPU can run), portable, or a variant's name such as avx512 (see rag/cpu_variants.py)."
+    )
+    llm_cpu_variants_dir: Path | None = Field(
+        None, description="Folder of the compiled CPU variants (default: the venv's llama-cpu folder)."
+    )
     llm_server_command: str | None = Field(
         None, description="Command that starts the local OpenAI-compatible LLM server instead of llama-cpp-python's "
         "(placeholders {port} {model} {ctx} {threads} {python}), e.g. 'llama-server -m {model} --port {port}'."

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -169,3 +170,82 @@ def test_prefix_state_cache_keeps_the_answer_state_through_a_claim_check():
     assert hit.scores.shape == (4, 10) and hit.scores.strides[0] == 0  # one row, broadcast
     cache[answer_prefix + [4]] = state(answer_prefix + [4])  # the next answer replaces the last one
     assert sorted(len(k) for k in cache.cache_state) == [41, 41]
+
+
+# ---------------------------------------------------------------------- llama.cpp CPU variants
+SAPPHIRE_RAPIDS = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu sse4_2 avx avx2 fma f16c "
+                   "bmi2 avx512f avx512dq avx512cd avx512bw avx512vl avx512vbmi avx512_vnni avx512_bf16 amx_tile "
+                   "amx_int8\n")
+ZEN3 = "processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma f16c bmi2 vaes\n"
+
+
+def test_cpu_variant_is_chosen_only_where_the_cpu_runs_every_instruction_it_uses():
+    from rag.cpu_variants import choose, cpu_flags
+
+    spr, zen3 = cpu_flags(SAPPHIRE_RAPIDS), cpu_flags(ZEN3)
+    assert "avx512_vnni" in spr and "avx512f" not in zen3
+    assert choose("auto", spr, ["avx512"]) == "avx512"
+    assert choose("auto", zen3, ["avx512"]) == "portable"  # a venv moved to an AVX2-only CPU stays runnable
+    assert choose("auto", spr - {"avx512vbmi"}, ["avx512"]) == "portable"  # Skylake-X: AVX-512 without VBMI
+    assert choose("auto", spr, []) == "portable"  # not compiled (a native build, or the build failed)
+    assert choose("portable", spr, ["avx512"]) == "portable"
+    assert choose("avx512", zen3, ["avx512"]) == "avx512"  # named by the user: theirs to decide
+    assert choose("avx512", spr, []) == "portable"
+    assert cpu_flags("no flags line") == frozenset()
+
+
+def test_installed_cpu_variant_loads_in_a_child_where_the_cpu_has_it(corpus):
+    """On a CPU with AVX-512 (Ice Lake, Sapphire Rapids, Zen 4), `make setup` compiled the avx512 variant and
+    the LLM child loads it: the build `rag doctor` reports is that one."""
+    from rag.cpu_variants import choose, cpu_flags, default_root, installed
+    from rag.doctor import llama_cpu_features
+    from rag.settings import get_settings
+
+    if choose("auto", cpu_flags(), installed(default_root())) != "avx512":
+        pytest.skip("this CPU has no AVX-512, or the variant was not compiled")
+    check = llama_cpu_features(get_settings())
+    assert check.ok and check.detail.startswith("avx512 build") and " AVX512 " in check.detail, check.detail
+    assert "AMX" not in check.detail
+
+
+@pytest.mark.slow
+def test_real_llama_child_that_dies_on_a_cpu_variant_restarts_on_the_portable_build(corpus, tmp_path, caplog):
+    """A variant whose libllama dies with a real SIGILL as it loads (a constructor that raises it). The child
+    starts while retrieval runs, so its death is usually seen before the question connects: the same question
+    is then answered by a new child on the portable build. Seen later, the question gets the extractive answer
+    with the notice. Either way the crash is logged once, and the next child loads the portable build."""
+    from rag import llm
+    from rag.answer import ask
+
+    compiler = next((c for c in ("cc", "gcc") if shutil.which(c)), None)
+    if compiler is None:
+        pytest.skip("no C compiler (make setup needs one for llama.cpp)")
+    variant = tmp_path / "variants" / "avx512"
+    variant.mkdir(parents=True)
+    (tmp_path / "boom.c").write_text("#include <signal.h>\n"
+                                     "__attribute__((constructor)) static void boom(void) { raise(SIGILL); }\n")
+    subprocess.run([compiler, "-shared", "-fPIC", "-o", str(variant / "libllama.so"), str(tmp_path / "boom.c")],
+                   check=True)
+    saved = dict(os.environ)
+    os.environ.pop("LLAMA_CPP_LIB_PATH", None)
+    use_settings(corpus, llm_provider="local", llm_cpu_variant="avx512",
+                 llm_cpu_variants_dir=str(tmp_path / "variants"))
+    try:
+        question = "When did Lavrov meet Choe Son-hui in Moscow?"
+        with caplog.at_level(logging.ERROR, logger="newsrag.llm"):
+            first = ask(question, collection="news", llm="local")
+        if first.provider == "extractive":
+            assert "SIGILL" in first.notice, first.notice
+        else:
+            assert first.provider == "local" and not first.notice and "16" in first.text, first
+        died = [r.getMessage() for r in caplog.records if "died:" in r.getMessage()]
+        assert len(died) == 1 and "SIGILL" in died[0], died
+        assert any("portable build" in r.getMessage() for r in caplog.records)
+        again = ask(question, collection="news", llm="local")
+        assert again.provider == "local" and not again.notice and "16" in again.text, again
+        assert local_server().variant == "portable"
+    finally:
+        llm._close_models()
+        os.environ.clear()
+        os.environ.update(saved)
+        use_settings(Path(saved.get("RAG_DATA_DIR", "data")))
