@@ -11,7 +11,11 @@ Two measurements, both in new Python processes against an existing collection:
     python -m bench.cold_start -c news --runs 3 --chat "Wann traf Lawrow Choe Son-hui?"
 
 `--chat` measures instead what the chat and `rag serve` meet: the first question after the process started
-and the reader took 20 s to type, with and without `rag.answer.warm_up` at start.
+and the reader took 20 s to type, with and without `rag.answer.warm_up` at start. `--serve` measures new
+`rag ask` processes while a `rag serve` for the same data folder runs and answers them (rag/serve_client.py);
+the plain runs pass `--in-process`, so a server that happens to run does not change them.
+
+    python -m bench.cold_start -c news --runs 3 --serve
 
 The collection must exist (`rag ingest ... -c NAME`); RAG_DATA_DIR picks the data folder.
 """
@@ -80,7 +84,8 @@ print("FIRST " + json.dumps({"first_token": answer.timings.get("first_token", 0.
 # `rag ask` exactly as the CLI runs it, reporting this process's own peak memory. VmHWM, not ru_maxrss:
 # Linux carries the parent's high-water mark into ru_maxrss across fork+exec.
 CLI = (
-    "import re, runpy, sys; sys.argv = ['rag', 'ask', sys.argv[1], '-c', sys.argv[2], '--llm', sys.argv[3]]\n"
+    "import re, runpy, sys; sys.argv = ['rag', 'ask', sys.argv[1], '-c', sys.argv[2], '--llm', sys.argv[3], "
+    "*sys.argv[4:]]\n"
     "try:\n    runpy.run_module('rag.cli', run_name='__main__')\n"
     "finally:\n    print('PEAK', re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1),"
     " file=sys.stderr)"
@@ -98,10 +103,49 @@ def run_child(code: str, tag: str, *args: str) -> tuple[float, str]:
     return wall, lines[-1][len(tag) + 1 :]
 
 
-def cold_cli(collection: str, provider: str) -> tuple[float, float]:
-    """Seconds and peak memory (MB) of one new `rag ask` process."""
-    seconds, peak_kb = run_child(CLI, "PEAK", QUESTION, collection, provider)
+def cold_cli(collection: str, provider: str, question: str = QUESTION, in_process: bool = True) -> tuple[float, float]:
+    """Seconds and peak memory (MB) of one new `rag ask` process (answering in its own process, or through a
+    running `rag serve`)."""
+    flags = ("--in-process",) if in_process else ()
+    seconds, peak_kb = run_child(CLI, "PEAK", question, collection, provider, *flags)
     return seconds, int(peak_kb) / 1024
+
+
+def run_serve(collection: str, runs: int, providers: tuple[str, ...]) -> dict:
+    """New `rag ask` processes while a `rag serve` for the same data folder runs (rag/serve_client.py): the
+    server answers. Each run asks a different seed question (the server caches query vectors, so a repeated
+    question would flatter it); one question before the runs, as after any server start."""
+    import httpx
+
+    from bench.answer import QUESTIONS
+    from rag.llm_process import free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        cold_cli(collection, providers[-1], "What happened at the Winter Olympics?", in_process=False)
+        walls: dict[str, list[float]] = {p: [] for p in providers}
+        peaks: dict[str, list[float]] = {p: [] for p in providers}
+        for i in range(runs):
+            for j, p in enumerate(providers):
+                question = QUESTIONS[(i * len(providers) + j) % len(QUESTIONS)]["query"]
+                seconds, peak = cold_cli(collection, p, question, in_process=False)
+                walls[p].append(seconds)
+                peaks[p].append(peak)
+                print(f"run {i + 1} {p} via rag serve: {seconds:.2f} s, peak {peak:.0f} MB ({question})", flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {p: {"wall_s": walls[p], "wall_p50_s": statistics.median(walls[p]),
+                "peak_mb_p50": statistics.median(peaks[p])} for p in providers}
 
 
 def cold_phases(collection: str, provider: str) -> dict[str, float]:
@@ -168,8 +212,13 @@ def main() -> None:
     parser.add_argument("--out", default="")
     parser.add_argument("--chat", metavar="QUESTION", default="",
                         help="instead: the chat's first question after start, without and with warm_up")
+    parser.add_argument("--serve", action="store_true",
+                        help="instead: new `rag ask` processes answered by a running `rag serve`")
     args = parser.parse_args()
-    if args.chat:
+    if args.serve:
+        result = run_serve(args.collection, args.runs, tuple(args.llm))
+        print(json.dumps({p: {k: v for k, v in r.items() if k != "wall_s"} for p, r in result.items()}))
+    elif args.chat:
         result = run_chat(args.collection, args.runs, args.chat)
         print(json.dumps({m: {k: v for k, v in r.items() if k != "runs"} for m, r in result.items()}))
     else:

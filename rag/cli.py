@@ -213,14 +213,28 @@ def _filters(since: str | None, until: str | None, source: tuple[str, ...], lang
 @click.option("--lang", multiple=True, help="Only articles in these languages (repeatable).")
 @click.option("--llm", type=click.Choice(list(PROVIDERS)), default=None, help="Answer provider (default RAG_LLM_PROVIDER).")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--in-process", is_flag=True,
+              help="Answer in this process even when a `rag serve` for this data folder is running.")
 def ask(question: str, collection: str | None, since: str | None, until: str | None, source: tuple[str, ...],
-        lang: tuple[str, ...], llm: str | None, as_json: bool) -> None:
-    """Ask a question; the answer streams, then its sources."""
-    from rag.answer import ask_stream
+        lang: tuple[str, ...], llm: str | None, as_json: bool, in_process: bool) -> None:
+    """Ask a question; the answer streams, then its sources. A running `rag serve` for the same data folder
+    answers it (its models are loaded: no cold start), with the server's settings."""
+    from rag.serve_client import ask_stream_via, running_server
+    from rag.settings import get_settings
     from rag.types import Answer
 
+    settings = get_settings()
+    filters = _filters(since, until, source, lang)
+    url = None if in_process else running_server(settings)
+    if url:
+        click.echo(f"(answered by rag serve at {url}, with its settings; --in-process to answer here)", err=True)
+        pieces = ask_stream_via(url, question, collection=collection, filters=filters, llm=llm, settings=settings)
+    else:
+        from rag.answer import ask_stream
+
+        pieces = ask_stream(question, collection=collection, filters=filters, llm=llm)
     final: Answer | None = None
-    for piece in ask_stream(question, collection=collection, filters=_filters(since, until, source, lang), llm=llm):
+    for piece in pieces:
         if isinstance(piece, Answer):
             final = piece
         elif not as_json:
@@ -322,10 +336,19 @@ def serve(host: str, port: int) -> None:
 
     from rag.answer import warm_up
     from rag.api import create_app
+    from rag.serve_client import announce, withdraw
+    from rag.settings import get_settings
 
     app = create_app(bind_host=host)
     warm_up()  # the first request does not wait for the models
-    uvicorn.run(app, host=host, port=port)
+    record = announce(get_settings(), host, port)  # `rag ask` on this machine then asks this server
+    # At application shutdown, not in a `finally`: uvicorn re-raises SIGTERM/SIGINT after shutting down,
+    # which ends the process before a `finally` here would run.
+    app.router.on_shutdown.append(lambda: withdraw(record))
+    try:
+        uvicorn.run(app, host=host, port=port)
+    finally:
+        withdraw(record)
 
 
 if __name__ == "__main__":
