@@ -96,14 +96,25 @@ def select_evidence(sources: list[Source], qvec: np.ndarray, embedder, question:
         src.selected = sorted(picked.get(si, []))
 
 
+def is_heading(sentence: str) -> bool:
+    """A line that does not end as a sentence does (no closing punctuation): a subheading or a label."""
+    text = sentence.rstrip()
+    return not text or text[-1] not in ".!?…:;\"'»«“”„)]"
+
+
 def extractive_text(sources: list[Source], qvec: np.ndarray, embedder, limit: int = 3,
                     min_score: float = 0.0) -> str:
     """The best evidence sentences, quoted with their source numbers; "" when even the best one
     is less similar to the question than `min_score`."""
     picked = [(src.n, i) for src in sources for i in src.selected]
+    by_n = {src.n: src for src in sources}
+    # A subheading is context for a model, not an answer to quote ("Neue Impulse für die Russland-Nordkorea-
+    # Beziehungen [1]" read as a claim); quoted only when the evidence holds nothing else.
+    sentences = [(n, i) for n, i in picked if not is_heading(by_n[n].sentences[i][2])]
+    picked = sentences or picked
     if not picked:
         return ""
-    texts = [next(s for s in sources if s.n == n).sentences[i][2] for n, i in picked]
+    texts = [by_n[n].sentences[i][2] for n, i in picked]
     scores = embedder.embed_passages(texts, cache=True) @ qvec
     if float(scores.max()) < min_score:
         return ""

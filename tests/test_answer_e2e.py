@@ -143,6 +143,9 @@ def test_extractive_provider_quotes_verified_sentences(corpus):
     c = seed_citation(ans)
     assert c.verified and c.quote in ans.text
     assert_span_points_into_seed(c)
+    # the seed's subheading sits next to the meeting sentence; it was once quoted as if it were a claim
+    met = ask("Wann traf Lawrow Choe Son-hui?", collection="news", llm="extractive")
+    assert "16. Januar 2024" in met.text and "Neue Impulse" not in met.text, met.text
 
 
 @pytest.mark.slow

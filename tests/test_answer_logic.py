@@ -122,3 +122,13 @@ def test_article_vectors_never_sink_another_language_in_a_mixed_pool():
     german_only = {k: {**v, "meta": {**v["meta"], "lang": "de"}} for k, v in info.items()}
     plain = fuse_scores(german_only, {}, "en", doc_cos=doc_cos, article_weight=0.7)
     assert max(plain, key=plain.get) == "en-1"
+
+
+def test_subheadings_are_not_sentences_to_quote():
+    from rag.evidence import is_heading
+
+    assert is_heading("Neue Impulse für die Russland-Nordkorea-Beziehungen")
+    assert is_heading("   ")
+    for sentence in ("Das sei das neueste Signal.", "Wann kommt Putin?", "Er sagte: „Wir kommen.“",
+                     "Lawrow und Choe Son-hui in Moskau am 16. Januar 2024. (Foto: AFP/VNA)", "So viel dazu …"):
+        assert not is_heading(sentence), sentence
