@@ -171,3 +171,21 @@ NAME_WORDS = re.compile(r"[^\W\d_][\w'’-]*", re.UNICODE)
 def mentions_name(name: str, text: str) -> bool:
     key = name_key(name)
     return any(_close(key, name_key(word)) for word in NAME_WORDS.findall(text))
+
+
+# Text between double quotation marks of any of the usual styles ("…", „…“, “…”, «…», »…«). Single quotes
+# are left out: they are also apostrophes ("Jammeh's").
+QUOTED = re.compile(r"[\"„“”«»]\s*([^\"„“”«»\n]{1,80}?)\s*[\"“”«»]")
+TOKENS = re.compile(r"\w+", re.UNICODE)
+
+
+def quoted_spans(text: str, max_words: int = 8) -> list[str]:
+    """Short spans a claim puts in quotation marks: a title, a name, a phrase it says the source used."""
+    return [m.group(1) for m in QUOTED.finditer(text)
+            if 1 <= len(m.group(1).split()) <= max_words and any(ch.isalpha() for ch in m.group(1))]
+
+
+def states_quote(span: str, text: str) -> bool:
+    """Whether `text` has the quoted words in that order (case, punctuation and spacing aside)."""
+    words = " ".join(TOKENS.findall(span.lower()))
+    return bool(words) and f" {words} " in f" {' '.join(TOKENS.findall(text.lower()))} "

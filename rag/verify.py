@@ -95,6 +95,13 @@ def fact_problems(claim: str, quote: str, header: str, question: str, other_sour
             problems.append(f"{name} is in another source, not this one")
         elif claim_lang == source_lang == "en":  # in English only names are capitalised mid-sentence
             problems.append(f"{name} is in no source")
+    # Quotation marks say "these very words": a quoted title or phrase must be in the source. The 1.5B model
+    # named an unnamed "art magazine" „Art & Design“ (q113, a near-miss question, shown ✓ until this check).
+    # Across languages only short spans (names and titles stay untranslated; a translated quote does not).
+    max_words = 8 if claim_lang == source_lang else 4
+    for span in facts.quoted_spans(claim, max_words):
+        if not facts.states_quote(span, evidence) and not facts.states_quote(span, question):
+            problems.append(f"“{span}” is not quoted in the source")
     if facts.count_answered_with_money(claim, question):
         problems.append("the question asks how many, the claim answers with an amount of money")
     # A number the question already holds ("2016", "€1 million") is no new information either: on run 1 of

@@ -244,3 +244,28 @@ def test_a_count_is_not_answered_with_money():
     assert facts.count_answered_with_money("It made €1.75bn.", "How many euros did it make?") is False
     assert facts.count_answered_with_money("It cost €100m.", "Wie viel hat der Streik gekostet?") is False
     assert facts.count_answered_with_money("It carried 110 million passengers.", "How many passengers?") is False
+
+
+def test_a_quoted_title_or_phrase_must_be_in_the_source():
+    from rag.verify import fact_problems
+
+    source = ("Penelope was also employed at an art magazine from May 2012 to December 2013, where she was paid "
+              "roughly 5,000 euros a month.")
+    header = "Fillon scandal 2017-03-01"
+    invented = ("Die Kunstzeitschrift, bei der Penelope Fillon angestellt war, war die Art magazine "
+                "„Art & Design“.")
+    problems = fact_problems(invented, source, header, "Wie hieß die Kunstzeitschrift?", "", "de", "en")
+    assert any("Art & Design" in p for p in problems), problems
+    # the words in that order, whatever the case, punctuation or quotation marks
+    lagman = ("Congressman Edcel Lagman called the Philippine lower chamber \"a chamber of puppets and bullies\".")
+    said = 'Congressman Edcel Lagman said the Philippine House had become "A chamber of puppets, and bullies".'
+    assert not fact_problems(lagman, said, "Philippines 2017-03-08", "What did Lagman call the chamber?", "",
+                             "en", "en")
+    # a name the question itself quotes may be repeated
+    assert facts.quoted_spans("Er zitierte „Verfluchte Liebe deutscher Film“ und 'Jammeh's' Partei.") == [
+        "Verfluchte Liebe deutscher Film"]
+    assert facts.states_quote("Grease", "the Broadway show Grease in 1996") and not facts.states_quote(
+        "Grea", "the Broadway show Grease in 1996")
+    # across languages a long quoted span is a translation, not a title: not held to the source's words
+    translated = "Lagman nannte die Kammer „eine Kammer von Marionetten und Tyrannen, sagte er gestern“."
+    assert not any("not quoted" in p for p in fact_problems(translated, said, "", "", "", "de", "en"))
