@@ -2,9 +2,9 @@
 llama-cpp-python, side by side in one run, same model and prompt.
 
     python -m bench.llama_build                 native: `-DGGML_NATIVE=ON`, compiled for this machine's CPU
-    python -m bench.llama_build avx512          AVX-512 (+VNNI/VBMI/BF16) and AVX-VNNI kernels, no AMX
+    python -m bench.llama_build avx512          the avx512 CPU variant's flags (AVX-512 + VBMI/VNNI, no AMX)
 
-Each other build is compiled once into ~/.cache/newsrag/llama-wheels/<build>-<cpu key>. Each build runs in
+Each other build is compiled once into ~/.cache/newsrag/llama-wheels/<build>-<cpu key>-<flags key>. Each build runs in
 its own child process (the other one from its unpacked wheel put first on PYTHONPATH); each reports prompt
 evaluation and generation speed, the median of REPEATS runs after a warm-up. A build that crashes (the
 native one does on an Intel VM that advertises AMX, issue 11) is reported as crashed.
@@ -15,12 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+from rag.cpu_variants import VARIANTS
+from rag.errors import exit_status
 
 VERSION = "0.3.36"
 WHEELS = Path.home() / ".cache" / "newsrag" / "llama-wheels"
@@ -33,13 +35,9 @@ def cpu_key() -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
 
 
-PORTABLE_AVX2 = ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON "
-                 "-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF")
-BUILDS = {
-    "native": "-DGGML_NATIVE=ON",
-    "avx512": PORTABLE_AVX2 + " -DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON"
-                              " -DGGML_AVX512_BF16=ON",
-}
+# The other builds: a native one, and each CPU variant `make setup` ships (rag/cpu_variants.py), here as a
+# whole wheel with the same instruction-set flags.
+BUILDS = {"native": "-DGGML_NATIVE=ON", **{v.name: v.cmake_args for v in VARIANTS}}
 REPEATS = 3
 
 PROBE = r"""
@@ -68,7 +66,8 @@ print(json.dumps({"prompt_tps": pp, "gen_tps": tg, "system_info": info.strip()})
 
 
 def build_dir(build: str) -> Path:
-    return WHEELS / f"{build}-{cpu_key()}"
+    """One folder per build, CPU and flags: a wheel built with other flags is never reused."""
+    return WHEELS / f"{build}-{cpu_key()}-{hashlib.sha256(BUILDS[build].encode()).hexdigest()[:8]}"
 
 
 def other_wheel(build: str) -> Path:
@@ -93,9 +92,7 @@ def probe(model: Path, threads: int, pythonpath: str | None) -> dict:
     out = subprocess.run([sys.executable, "-c", PROBE, str(model), str(threads), str(REPEATS)], env=env,
                          capture_output=True, text=True)
     if out.returncode:
-        code = out.returncode
-        name = signal.Signals(-code).name if code < 0 else f"exit {code}"
-        return {"crashed": name, "stderr": out.stderr.strip()[-300:]}
+        return {"crashed": exit_status(out.returncode), "stderr": out.stderr.strip()[-300:]}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

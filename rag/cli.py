@@ -342,8 +342,9 @@ def serve(host: str, port: int) -> None:
     app = create_app(bind_host=host)
     warm_up()  # the first request does not wait for the models
     record = announce(get_settings(), host, port)  # `rag ask` on this machine then asks this server
-    # At application shutdown, not in a `finally`: uvicorn re-raises SIGTERM/SIGINT after shutting down,
-    # which ends the process before a `finally` here would run.
+    # Withdrawn at application shutdown: uvicorn re-raises SIGTERM/SIGINT after shutting down, which ends the
+    # process before the `finally` below runs. The `finally` covers an exit without that shutdown (a port in
+    # use); withdrawing twice does nothing.
     app.router.on_shutdown.append(lambda: withdraw(record))
     try:
         uvicorn.run(app, host=host, port=port)

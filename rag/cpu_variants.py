@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PORTABLE = "portable"
+USER_LIB_PATH = "LLAMA_CPP_LIB_PATH"  # llama-cpp-python's own override; when the user set it, theirs
 
 
 @dataclass(frozen=True)
@@ -99,13 +100,13 @@ def choose(setting: str, flags: frozenset[str], available: list[str]) -> str:
 def child_env(setting: str, root: Path | None = None) -> tuple[str, dict[str, str] | None]:
     """(variant name, environment for the child) — None means the parent's environment, unchanged. A
     LLAMA_CPP_LIB_PATH the user set is theirs and is left alone."""
-    if "LLAMA_CPP_LIB_PATH" in os.environ:
-        return "LLAMA_CPP_LIB_PATH", None
+    if USER_LIB_PATH in os.environ:
+        return USER_LIB_PATH, None
     root = root or default_root()
     name = choose(setting, cpu_flags(), installed(root))
     if name == PORTABLE:
         return PORTABLE, None
-    return name, {**os.environ, "LLAMA_CPP_LIB_PATH": str(root / name)}
+    return name, {**os.environ, USER_LIB_PATH: str(root / name)}
 
 
 # ---------------------------------------------------------------------- building (make setup)

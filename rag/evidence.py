@@ -110,8 +110,8 @@ def extractive_text(sources: list[Source], qvec: np.ndarray, embedder, limit: in
     by_n = {src.n: src for src in sources}
     # A subheading is context for a model, not an answer to quote ("Neue Impulse für die Russland-Nordkorea-
     # Beziehungen [1]" read as a claim); quoted only when the evidence holds nothing else.
-    sentences = [(n, i) for n, i in picked if not is_heading(by_n[n].sentences[i][2])]
-    picked = sentences or picked
+    quotable = [(n, i) for n, i in picked if not is_heading(by_n[n].sentences[i][2])]
+    picked = quotable or picked
     if not picked:
         return ""
     texts = [by_n[n].sentences[i][2] for n, i in picked]

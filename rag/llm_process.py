@@ -187,7 +187,7 @@ class LlamaServerProcess:
         self.ready = False
         log.error("local LLM process %s died: %s; it restarts on the next question (log: %s)",
                   self.proc.pid, describe_exit(self.proc.returncode), self.log_path)
-        if self.proc.returncode < 0 and self.variant not in (cpu_variants.PORTABLE, "LLAMA_CPP_LIB_PATH"):
+        if self.proc.returncode < 0 and self.variant not in (cpu_variants.PORTABLE, cpu_variants.USER_LIB_PATH):
             self.variant_failed = True
             log.error("the local LLM died on llama.cpp's %s CPU build: it restarts on the portable build "
                       "(set RAG_LLM_CPU_VARIANT=portable to skip the faster build on this machine)", self.variant)
