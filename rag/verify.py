@@ -26,6 +26,7 @@ MARKER = re.compile(r"\s*\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 LEXICAL_WEIGHT = 0.15
 MISSING_NUMBER_PENALTY = 0.15
 MAX_CANDIDATES = 4  # sentences above the threshold tried in turn until one passes the fact checks
+ANCHOR_SLACK = 0.15  # how far below the threshold a sentence stating the claim's new numbers may score
 # Words that only say where a claim comes from ("X said", "laut"): they are not new information.
 REPORTING_WORDS = {
     "said", "says", "say", "told", "quoted", "quotes", "reported", "reports", "according", "mentioned", "mentions",
@@ -81,15 +82,17 @@ def content_stems(text: str) -> set[str]:
 
 
 def fact_problems(claim: str, quote: str, header: str, question: str, other_sources: str, claim_lang: str,
-                  source_lang: str) -> list[str]:
-    """Why `quote` (with its source's title/date `header`) does not back `claim` as an answer to
-    `question`; empty when it does."""
+                  source_lang: str, sentence: str = "", article: str = "") -> list[str]:
+    """Why `quote` (the supporting `sentence` with its neighbours; `header` its source's title and date;
+    `article` the source's whole retrieved text) does not back `claim` as an answer to `question`; empty
+    when it does."""
     problems = []
     evidence = f"{header}\n{quote}"
     if missing := facts.missing_numbers(claim, evidence):
         problems.append(f"not in the source: {', '.join(missing)}")
     for name in facts.names(claim, first_word_too=claim_lang == "en"):
-        if facts.mentions_name(name, evidence) or facts.mentions_name(name, question):
+        if (facts.mentions_name(name, evidence) or facts.mentions_name(name, question)
+                or facts.joined_to_stated_name(name, claim, evidence, article)):
             continue
         if facts.mentions_name(name, other_sources):
             problems.append(f"{name} is in another source, not this one")
@@ -104,6 +107,12 @@ def fact_problems(claim: str, quote: str, header: str, question: str, other_sour
             problems.append(f"“{span}” is not quoted in the source")
     if facts.count_answered_with_money(claim, question):
         problems.append("the question asks how many, the claim answers with an amount of money")
+    if facts.names_nothing_new(claim, question, evidence):
+        problems.append("the question asks for a name, the claim names none")
+    if claim_lang == source_lang and (noun := facts.counts_something_else(claim, quote, question)):
+        problems.append(f"the source's number counts {noun}, not what the question asks")
+    if source_lang == "en" and (person := facts.said_of_someone_else(claim, sentence, question, article)):
+        problems.append(f"the source says this of {person}")
     # A number the question already holds ("2016", "€1 million") is no new information either: on run 1 of
     # the answer bench this flagged 2 more wrong claims and no right one.
     if not (content_stems(claim) - content_stems(question)) and not facts.missing_numbers(claim, question):
@@ -128,9 +137,14 @@ def verify_claims(claims: list[Claim], sources: list[Source], embedder, threshol
         scores = [float(sims[ci, j]) + LEXICAL_WEIGHT * lexical_overlap(claim.text, sent[2])
                   - MISSING_NUMBER_PENALTY * missing_numbers(claim.text, by_source[n])
                   for j, (n, sent) in enumerate(all_sents)]
-        # Candidates: the cited source's sentences first, then any other (the model may cite the wrong one).
+        # Candidates: the cited source's sentences first, then the other sources' (the model may cite the
+        # wrong one: answer bench q018 cited a source whose four close sentences all lacked "Equatorial Guinea").
         order = sorted(range(len(all_sents)), key=lambda j: (all_sents[j][0] not in claim.cited, -scores[j]))
-        candidates = [j for j in order if scores[j] >= threshold][:MAX_CANDIDATES]
+        close = [j for j in order if scores[j] >= threshold]
+        candidates = ([j for j in close if all_sents[j][0] in claim.cited][:MAX_CANDIDATES]
+                      + [j for j in close if all_sents[j][0] not in claim.cited][:MAX_CANDIDATES])
+        if not candidates:
+            candidates = number_anchored(claim.text, question, all_sents, order, scores, threshold)
         if not candidates:
             best = max(range(len(all_sents)), key=lambda j: (all_sents[j][0] in claim.cited, scores[j]))
             claim.support, claim.source, claim.sentence = scores[best], None, all_sents[best][1]
@@ -145,7 +159,7 @@ def verify_claims(claims: list[Claim], sources: list[Source], embedder, threshol
                                if 0 <= k < len(all_sents) and all_sents[k][0] == n)
             problems = fact_problems(claim.text, context, f"{src.meta.get('title', '')} {src.meta.get('date', '')}",
                                      question, " ".join(t for m, t in by_source.items() if m != n), claim_lang,
-                                     str(src.meta.get("lang", "")))
+                                     str(src.meta.get("lang", "")), sentence=sentence[2], article=by_source[n])
             if q_sims is not None and float(q_sims[j]) < min_relevance:
                 problems.append("the quote is not about the question")
             if first_problems is None:
@@ -157,6 +171,20 @@ def verify_claims(claims: list[Claim], sources: list[Source], embedder, threshol
                 break
         else:
             claim.source, claim.problems = None, first_problems or []
+
+
+def number_anchored(claim: str, question: str, all_sents: list[tuple[int, tuple[int, int, str]]], order: list[int],
+                    scores: list[float], threshold: float) -> list[int]:
+    """Sentences below the support threshold that state every number the claim adds to the question, within
+    ANCHOR_SLACK of it. A claim that restates a long or paraphrased question around one new number resembles
+    no sentence ("In the 2017 global league table of national contentment, America finished 14th" against
+    "The United States ... was 14th on the list"), least of all across languages; the number it adds is the
+    checkable part, and the fact checks and the model's claim check still judge the sentence."""
+    added = facts.new_numbers(claim, question)
+    if not added:
+        return []
+    return [j for j in order if threshold - ANCHOR_SLACK <= scores[j] < threshold
+            and facts.states_numbers(added, all_sents[j][1][2])][:MAX_CANDIDATES]
 
 
 def extraction_problem(reply: str, claim: str, quote: str, question: str = "", translated: bool = False) -> str:
