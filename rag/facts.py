@@ -233,9 +233,8 @@ ASKS_NAME = re.compile(r"\b(?:what (?:is|was|were|are) (?:the )?names? of|under 
 
 
 def names_nothing_new(claim: str, question: str, evidence: str = "") -> bool:
-    """The question asks for a name and the claim names nothing the question does not already name. A word
-    the source capitalises counts as a name in any case: "der namahage" for the source's "Namahage" (the
-    answer bench's q045 was refused for it once)."""
+    """The question asks for a name and the claim names nothing the question does not already name (a
+    capitalised word; one the source capitalises counts in any case: "the namahage" for "Namahage")."""
     if not ASKS_NAME.search(question):
         return False
     new = [n for n in names(claim, first_word_too=True) if not mentions_name(n, question)]

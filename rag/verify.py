@@ -19,7 +19,8 @@ MARKER = re.compile(r"\s*\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 #   - MISSING_NUMBER_PENALTY per claim number    a number the source does not state is the commonest
 #     absent from the source's sentences           invented detail, and cosine hardly sees it
 # The best-scoring sentence (among the cited source's first, then all) is the claim's candidate quote when
-# the score reaches RAG_VERIFY_THRESHOLD. Resemblance is not support, so the candidate must then pass
+# the score reaches RAG_VERIFY_THRESHOLD (or, failing all, a sentence near it that states the numbers the
+# claim adds: `number_anchored`). Resemblance is not support, so the candidate must then pass
 # `fact_problems`: every number, month and name of the claim stated there, the claim adding something to
 # the question, and the quote being about the question. A claim that fails is flagged [?]. "Stated there"
 # means in the quote, its neighbouring sentences in the same article, or the article's title and date.
@@ -107,7 +108,9 @@ def fact_problems(claim: str, quote: str, header: str, question: str, other_sour
             problems.append(f"“{span}” is not quoted in the source")
     if facts.count_answered_with_money(claim, question):
         problems.append("the question asks how many, the claim answers with an amount of money")
-    if facts.names_nothing_new(claim, question, evidence):
+    # English only: German capitalises every noun, and a source may write a name in lower case ("the
+    # namahage", answer bench q045, a right German answer this refused when German claims were checked too).
+    if claim_lang == "en" and facts.names_nothing_new(claim, question, evidence):
         problems.append("the question asks for a name, the claim names none")
     if claim_lang == source_lang and (noun := facts.counts_something_else(claim, quote, question)):
         problems.append(f"the source's number counts {noun}, not what the question asks")

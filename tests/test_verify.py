@@ -331,9 +331,17 @@ def test_a_name_question_is_not_answered_by_a_kind_of_thing():
     assert not facts.names_nothing_new("Siti Aisyah said the show was called Just For Laughs.", question)
     assert not facts.names_nothing_new('The show was "Prank Patrol".', question)
     assert not facts.names_nothing_new("She took part in a reality TV show.", "What did Siti Aisyah think?")
-    # a word the source capitalises is a name however the claim writes it (q045: "der namahage")
-    assert not facts.names_nothing_new("Die Ogerfigur ist der namahage.", "Wie heißt die Ogerfigur?",
+    # a word the source capitalises is a name however the claim writes it
+    assert not facts.names_nothing_new("The ogre is the namahage.", "What is the name of the ogre?",
                                        "The mythical ogre Namahage is the town's mascot.")
+    # German claims are not held to it: every noun is capitalised, and the source may write a name in lower
+    # case (q045: "der namahage" from "the namahage, a mythical ogre")
+    from rag.verify import fact_problems
+
+    namahage = "They represent the namahage, a mythical ogre that is a community mascot on the Oga peninsula."
+    assert not fact_problems("Die Ogerfigur auf der Oga-Halbinsel ist der namahage.", namahage, "", "Wie heißt die "
+                             "mythische Ogerfigur auf der Oga-Halbinsel?", "", "de", "en", sentence=namahage,
+                             article=namahage)
     assert facts.names_nothing_new("Die Sendung war eine Reality-Show von Siti Aisyah.",
                                    "Wie hieß die Sendung von Siti Aisyah?") is False  # German nouns are capitalised
 
