@@ -99,8 +99,10 @@ def gather_evidence(question: str, query: str, lang: str, collection: str | None
                                  timings=timings)
         embedder = scorer.result()
     rescore = embedder is not load_embedder(settings)
+    started = time.perf_counter()
     if rescore:
         rescore_passages(passages, query, embedder, settings.retrieval_k + RESCORED_EXTRA)
+    timings["rescore"] = time.perf_counter() - started
     notice = ""
     relevant = [p for p in passages if (p.dense_score or 0) >= settings.min_relevance]
     if since and not relevant:
@@ -117,9 +119,11 @@ def gather_evidence(question: str, query: str, lang: str, collection: str | None
         best = max(p.dense_score or 0 for p in relevant)
         relevant = [p for p in relevant if (p.dense_score or 0) >= best - settings.relevance_margin]
     sources = build_sources(relevant or passages[: settings.retrieval_k], settings.retrieval_k)
+    started = time.perf_counter()
     qvec = embedder.embed_queries([query])[0]
     select_evidence(sources, qvec, embedder, question, settings.evidence_sentences,
                     token_budget=settings.evidence_tokens)
+    timings["evidence"] = time.perf_counter() - started
     best = max((p.dense_score or 0.0 for p in passages), default=0.0)
     return Evidence(sources, bool(relevant), qvec, embedder, notice, best)
 
