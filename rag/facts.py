@@ -305,3 +305,32 @@ def said_of_someone_else(claim: str, sentence: str, question: str, article: str)
             or word.lower() in lowered or mentions_name(word, claim) or mentions_name(word, question)):
         return ""
     return word
+
+
+# Words that make a number an expectation, not a fact, when they come shortly before it in the source:
+# "organizers expecting more than 200,000 visitors" does not say how many came (answer bench q099, a near
+# miss, was answered „Am Ende erreichten mehr als 200.000 Besucher“ and shown verified). Estimates ("an
+# estimated 3,000") are left out: news reports figures that way. "wird"/"werden" too: German also builds
+# the passive with them ("Jedes Jahr werden 52 Milliarden ausgegeben").
+EXPECTATION = re.compile(r"\b(?:expect\w*|forecast\w*|predict\w*|project(?:ed|ion|ions)|plan(?:s|ned|ning)?|"
+                         r"target\w*|hop(?:e|es|ed|ing)|anticipat\w*|erwart\w*|prognos\w*|plan(?:t|en|te|ten)|"
+                         r"geplant\w*|hoff\w*|rechnet|rechnen)\b", re.IGNORECASE)
+# What a claim may say to keep the source's hedge: the same words, or the future and modal verbs.
+CLAIM_HEDGE = re.compile(r"\b(?:will|would|could|may|might|should|shall|wird|werden|würde\w*|könnte\w*|soll\w*|"
+                         r"dürfte\w*|voraussichtlich|likely)\b", re.IGNORECASE)
+HEDGE_WINDOW = 8  # words before the number
+
+
+def only_expected(claim: str, sentence: str, question: str) -> str:
+    """The hedge word when `sentence` states a number the claim adds only as an expectation or plan, and the
+    claim states it as a fact; "" otherwise."""
+    if EXPECTATION.search(claim) or CLAIM_HEDGE.search(claim):
+        return ""
+    for values in new_numbers(claim, question):
+        for m in NUMERAL.finditer(sentence):
+            if not (_readings(m.group(1)) & values):
+                continue
+            before = " ".join(WORDS.findall(sentence[: m.start()])[-HEDGE_WINDOW:])
+            if hedge := EXPECTATION.search(before):
+                return hedge.group(0)
+    return ""

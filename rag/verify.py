@@ -116,6 +116,8 @@ def fact_problems(claim: str, quote: str, header: str, question: str, other_sour
         problems.append(f"the source's number counts {noun}, not what the question asks")
     if source_lang == "en" and (person := facts.said_of_someone_else(claim, sentence, question, article)):
         problems.append(f"the source says this of {person}")
+    if hedge := facts.only_expected(claim, sentence, question):
+        problems.append(f"the source only expects it ({hedge})")
     # A number the question already holds ("2016", "€1 million") is no new information either: on run 1 of
     # the answer bench this flagged 2 more wrong claims and no right one.
     if not (content_stems(claim) - content_stems(question)) and not facts.missing_numbers(claim, question):

@@ -379,3 +379,22 @@ def test_a_fact_the_sentence_states_of_someone_else_is_not_verified():
 
     assert any("Tereshkova" in p for p in fact_problems(claim, sentence, "", question, "", "en", "en",
                                                          sentence=sentence, article=article))
+
+
+def test_a_number_the_source_only_expects_is_not_stated_as_fact():
+    """„Am Ende erreichten mehr als 200.000 Besucher“ from "organizers expecting more than 200,000 visitors"
+    (q099, a near miss, was verified)."""
+    sentence = "Organizers are expecting more than 200,000 visitors and 3,000 exhibitors at this year's Cebit."
+    question = "Wie viele Besucher kamen am Ende tatsächlich zur Cebit 2017?"
+    assert facts.only_expected("Am Ende der Cebit 2017 kamen mehr als 200.000 Besucher.", sentence,
+                               question) == "expecting"
+    # a claim that keeps the hedge, in either language, is fine
+    assert facts.only_expected("Die Veranstalter erwarteten mehr als 200.000 Besucher.", sentence, question) == ""
+    assert facts.only_expected("More than 200,000 visitors were expected.", sentence, question) == ""
+    # a number the question already holds, or a fact stated plainly, is not affected
+    assert facts.only_expected("The Cebit had 3,000 exhibitors.", "The Cebit had 3,000 exhibitors.",
+                               "How many exhibitors?") == ""
+    # German passive "werden" is no expectation (q083 is a right answer)
+    assert facts.only_expected("Der Bund gibt jedes Jahr über 52 Milliarden Euro für klimaschädliche Subventionen aus.",
+                               "Jedes Jahr werden über 52 Milliarden Euro für klimaschädliche Subventionen "
+                               "ausgegeben.", "Wie viel Geld gibt der Bund jedes Jahr aus?") == ""
