@@ -391,6 +391,13 @@ def test_a_number_the_source_only_expects_is_not_stated_as_fact():
     # a claim that keeps the hedge, in either language, is fine
     assert facts.only_expected("Die Veranstalter erwarteten mehr als 200.000 Besucher.", sentence, question) == ""
     assert facts.only_expected("More than 200,000 visitors were expected.", sentence, question) == ""
+    # so is a claim or question about the aim itself (q032: "an explicit target of reducing coal imports by 62%")
+    target = "The resolution included an explicit target of reducing coal imports by 62%."
+    assert facts.only_expected("Resolution 2321 explicitly aimed to reduce coal imports by 62%.", target,
+                               "By what percentage should Resolution 2321 cut coal imports?") == ""
+    assert facts.only_expected("Resolution 2321 cut coal imports by 62%.", target,
+                               "By what percentage was the resolution meant to cut coal imports?") == "target"
+    assert facts.only_expected("It cut coal imports by 62%.", target, "What was the resolution's goal?") == ""
     # a number the question already holds, or a fact stated plainly, is not affected
     assert facts.only_expected("The Cebit had 3,000 exhibitors.", "The Cebit had 3,000 exhibitors.",
                                "How many exhibitors?") == ""
