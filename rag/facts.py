@@ -119,10 +119,16 @@ def months(text: str) -> set[int]:
     return named | {int(m) for _, m, _ in ISO_DATE.findall(text) if 1 <= int(m) <= 12}
 
 
+def unstated_numbers(claim: str, text: str) -> list[tuple[str, set[float]]]:
+    """The numbers of `claim` (as written, with their values) that `text` does not state, in any language or
+    format (its ordinals count)."""
+    have = [values for _, values in numbers(text, ordinals=True)]
+    return [(written, values) for written, values in numbers(claim) if not any(values & other for other in have)]
+
+
 def missing_numbers(claim: str, evidence: str) -> list[str]:
     """The numbers and months of `claim` that `evidence` does not state (in any language or format)."""
-    have = [values for _, values in numbers(evidence, ordinals=True)]
-    missing = [written for written, values in numbers(claim) if not any(values & other for other in have)]
+    missing = [written for written, _ in unstated_numbers(claim, evidence)]
     missing += [f"month {m}" for m in months(claim) - months(evidence)]
     return missing
 
@@ -193,13 +199,17 @@ def states_quote(span: str, text: str) -> bool:
 
 def new_numbers(claim: str, question: str) -> list[set[float]]:
     """The values of the claim's numbers that the question does not hold: what the claim adds."""
-    asked = [values for _, values in numbers(question, ordinals=True)]
-    return [values for _, values in numbers(claim) if not any(values & other for other in asked)]
+    return [values for _, values in unstated_numbers(claim, question)]
 
 
 def states_numbers(wanted: list[set[float]], text: str) -> bool:
     have = [values for _, values in numbers(text, ordinals=True)]
     return all(any(values & other for other in have) for values in wanted)
+
+
+def written_at(values: set[float], text: str) -> list[re.Match[str]]:
+    """Where `text` writes a number (in digits) that may have one of these values."""
+    return [m for m in NUMERAL.finditer(text) if _readings(m.group(1)) & values]
 
 
 def joined_to_stated_name(name: str, claim: str, evidence: str, article: str) -> bool:
@@ -268,9 +278,7 @@ def counts_something_else(claim: str, evidence: str, question: str) -> str:
         if not counted or not all(w[:5] in asked for w in counted):
             continue
         nouns = []
-        for e in NUMERAL.finditer(evidence):
-            if not (_readings(e.group(1)) & values):
-                continue
+        for e in written_at(values, evidence):
             after = _words_after(evidence, e.end(1), 1)
             if not after or after[0] in COMMON_WORDS or after[0][:5] in claim_stems or after[0][:5] in asked:
                 return ""
@@ -330,9 +338,7 @@ def only_expected(claim: str, sentence: str, question: str) -> str:
     if any(EXPECTATION.search(text) or CLAIM_HEDGE.search(text) for text in (claim, question)):
         return ""
     for values in new_numbers(claim, question):
-        for m in NUMERAL.finditer(sentence):
-            if not (_readings(m.group(1)) & values):
-                continue
+        for m in written_at(values, sentence):
             before = " ".join(WORDS.findall(sentence[: m.start()])[-HEDGE_WINDOW:])
             if hedge := EXPECTATION.search(before):
                 return hedge.group(0)
