@@ -316,7 +316,7 @@ def finish(answer: Answer, raw_text: str, sources: list[Source], embedder, setti
         parts.append(f"{c.text} [{final_n}]")
     answer.text = " ".join(parts).strip()
     # Every numbered source backs a claim that passed all checks (verify_claims, and the model's claim check):
-    # that is what its ✓ says, also when the claim reached its quote by the number it adds (verify.number_anchored)
+    # that is what its ✓ says, also when the claim reached its quote by the number or name it adds (verify.anchored)
     # rather than by a support score above RAG_VERIFY_THRESHOLD.
     answer.citations = [
         source_citation(by_n[src_n], final_n, best_quote[src_n][1], best_quote[src_n][0], True)

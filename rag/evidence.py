@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from rag import prompts
+from rag import facts, prompts
 from rag.retrieval import collapse
 from rag.text import lexical_overlap, split_sentences
 from rag.types import Citation, Passage
@@ -18,6 +18,12 @@ from rag.types import Citation, Passage
 # near-ties go to the better-retrieved article.
 EVIDENCE_LEXICAL_WEIGHT = 0.05
 EVIDENCE_SOURCE_RANK_PENALTY = 0.01
+# ...and, for a who-question, a bonus for a sentence that writes a full name the question does not: a paraphrased
+# question resembles the sentences restating its topic more than the one naming the person (answer bench q059:
+# "course designer Bernhard Russi" scored 0.05 below the article's four opening sentences). Measured with
+# bench/evidence_recall.py: 0.05 put one more answer into the prompt and took none out; a bonus for any asked
+# kind of fact (numbers, dates, names for which-questions) did not help (bench/RESULTS.md, stop 21).
+PERSON_BONUS = 0.05
 # A source's header in the prompt (<source n= title= outlet= date=>…</source>) costs its title plus about this.
 SOURCE_HEADER_TOKENS = 20
 
@@ -76,6 +82,10 @@ def select_evidence(sources: list[Source], qvec: np.ndarray, embedder, question:
     vecs = embedder.embed_passages(texts, cache=True)
     scores = vecs @ qvec + EVIDENCE_LEXICAL_WEIGHT * np.array([lexical_overlap(question, t) for t in texts])
     scores -= EVIDENCE_SOURCE_RANK_PENALTY * np.array([si for si, _ in flat])
+    if PERSON_BONUS:
+        langs = [str(src.meta.get("lang", "")) for src in sources]
+        scores += PERSON_BONUS * np.array([facts.names_a_person_for(t, question, langs[si])
+                                           for t, (si, _) in zip(texts, flat, strict=True)])
     costs = embedder.count_tokens(texts) if token_budget else [0] * len(texts)
     titles = embedder.count_tokens([str(src.meta.get("title", "")) for src in sources]) if token_budget else []
     header_cost = [n + SOURCE_HEADER_TOKENS for n in titles] or [0] * len(sources)

@@ -343,3 +343,21 @@ def only_expected(claim: str, sentence: str, question: str) -> str:
             if hedge := EXPECTATION.search(before):
                 return hedge.group(0)
     return ""
+
+
+# Who-questions, for evidence selection (rag.evidence.PERSON_BONUS).
+ASKS_PERSON = re.compile(r"^\W*(?:who|whom|whose|wer|wem|wen|wessen)\b", re.IGNORECASE)
+FULL_NAME = re.compile(r"(?<![\w.])([A-ZÄÖÜ][a-zäöüß'’-]+(?:\s+[A-ZÄÖÜ][a-zäöüß'’-]+)+)")
+
+
+def names_a_person_for(sentence: str, question: str, sentence_lang: str) -> bool:
+    """A who-question, and a non-German sentence that writes a full name (two capitalised words in a row, not
+    opening the sentence) the question does not."""
+    if sentence_lang == "de" or not ASKS_PERSON.search(question):
+        return False
+    for m in FULL_NAME.finditer(sentence):
+        if m.start() == 0 or sentence[: m.start()].rstrip()[-1:] in ".!?\"“":
+            continue
+        if not all(mentions_name(w, question) for w in m.group(1).split()):
+            return True
+    return False

@@ -19,8 +19,8 @@ MARKER = re.compile(r"\s*\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 #   - MISSING_NUMBER_PENALTY per claim number    a number the source does not state is the commonest
 #     absent from the source's sentences           invented detail, and cosine hardly sees it
 # The best-scoring sentence (among the cited source's first, then all) is the claim's candidate quote when
-# the score reaches RAG_VERIFY_THRESHOLD (or, failing all, a sentence near it that states the numbers the
-# claim adds: `number_anchored`). Resemblance is not support, so the candidate must then pass
+# the score reaches RAG_VERIFY_THRESHOLD (or, failing all, a sentence near it that states the numbers (else
+# the names) the claim adds: `anchored`). Resemblance is not support, so the candidate must then pass
 # `fact_problems`: every number, month and name of the claim stated there, the claim adding something to
 # the question, and the quote being about the question. A claim that fails is flagged [?]. "Stated there"
 # means in the quote, its neighbouring sentences in the same article, or the article's title and date.
@@ -149,7 +149,7 @@ def verify_claims(claims: list[Claim], sources: list[Source], embedder, threshol
         candidates = ([j for j in close if all_sents[j][0] in claim.cited][:MAX_CANDIDATES]
                       + [j for j in close if all_sents[j][0] not in claim.cited][:MAX_CANDIDATES])
         if not candidates:
-            candidates = number_anchored(claim.text, question, all_sents, order, scores, threshold)
+            candidates = anchored(claim.text, question, all_sents, order, scores, threshold)
         if not candidates:
             best = max(range(len(all_sents)), key=lambda j: (all_sents[j][0] in claim.cited, scores[j]))
             claim.support, claim.source, claim.sentence = scores[best], None, all_sents[best][1]
@@ -178,18 +178,28 @@ def verify_claims(claims: list[Claim], sources: list[Source], embedder, threshol
             claim.source, claim.problems = None, first_problems or []
 
 
-def number_anchored(claim: str, question: str, all_sents: list[tuple[int, tuple[int, int, str]]], order: list[int],
-                    scores: list[float], threshold: float) -> list[int]:
-    """Sentences below the support threshold that state every number the claim adds to the question, within
-    ANCHOR_SLACK of it. A claim that restates a long or paraphrased question around one new number resembles
-    no sentence ("In the 2017 global league table of national contentment, America finished 14th" against
-    "The United States ... was 14th on the list"), least of all across languages; the number it adds is the
-    checkable part, and the fact checks and the model's claim check still judge the sentence."""
+def anchored(claim: str, question: str, all_sents: list[tuple[int, tuple[int, int, str]]], order: list[int],
+             scores: list[float], threshold: float) -> list[int]:
+    """Sentences below the support threshold that state every number the claim adds to the question (or, when
+    it adds no number, every name it adds), within ANCHOR_SLACK of it. A claim that restates a long or
+    paraphrased question around one new fact resembles no sentence ("In the 2017 global league table of
+    national contentment, America finished 14th" against "The United States ... was 14th on the list";
+    "Bernhard Russi laid out the men's speed course of the Engadin ski resort..." against "...course designer
+    Bernhard Russi tells CNN"), least of all across languages; the fact it adds is the checkable part, and the
+    fact checks and the model's claim check still judge the sentence."""
     added = facts.new_numbers(claim, question)
-    if not added:
+    new_names = [] if added else [n for n in facts.names(claim, first_word_too=True)
+                                  if not facts.mentions_name(n, question)]
+    if not added and not new_names:
         return []
+
+    def states(text: str) -> bool:
+        if added:
+            return facts.states_numbers(added, text)
+        return all(facts.mentions_name(n, text) for n in new_names)
+
     return [j for j in order if threshold - ANCHOR_SLACK <= scores[j] < threshold
-            and facts.states_numbers(added, all_sents[j][1][2])][:MAX_CANDIDATES]
+            and states(all_sents[j][1][2])][:MAX_CANDIDATES]
 
 
 def extraction_problem(reply: str, claim: str, quote: str, question: str = "", translated: bool = False) -> str:
