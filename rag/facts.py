@@ -202,6 +202,11 @@ def new_numbers(claim: str, question: str) -> list[set[float]]:
     return [values for _, values in unstated_numbers(claim, question)]
 
 
+def new_names(claim: str, question: str) -> list[str]:
+    """The claim's names (its first word too) that the question does not hold: what the claim adds."""
+    return [n for n in names(claim, first_word_too=True) if not mentions_name(n, question)]
+
+
 def states_numbers(wanted: list[set[float]], text: str) -> bool:
     have = [values for _, values in numbers(text, ordinals=True)]
     return all(any(values & other for other in have) for values in wanted)
@@ -247,7 +252,7 @@ def names_nothing_new(claim: str, question: str, evidence: str = "") -> bool:
     capitalised word; one the source capitalises counts in any case: "the namahage" for "Namahage")."""
     if not ASKS_NAME.search(question):
         return False
-    new = [n for n in names(claim, first_word_too=True) if not mentions_name(n, question)]
+    new = new_names(claim, question)
     stated = [n for n in names(evidence) if mentions_name(n, claim) and not mentions_name(n, question)]
     return not new and not stated and not quoted_spans(claim)
 

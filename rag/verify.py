@@ -188,15 +188,14 @@ def anchored(claim: str, question: str, all_sents: list[tuple[int, tuple[int, in
     Bernhard Russi tells CNN"), least of all across languages; the fact it adds is the checkable part, and the
     fact checks and the model's claim check still judge the sentence."""
     added = facts.new_numbers(claim, question)
-    new_names = [] if added else [n for n in facts.names(claim, first_word_too=True)
-                                  if not facts.mentions_name(n, question)]
-    if not added and not new_names:
+    added_names = [] if added else facts.new_names(claim, question)
+    if not added and not added_names:
         return []
 
     def states(text: str) -> bool:
         if added:
             return facts.states_numbers(added, text)
-        return all(facts.mentions_name(n, text) for n in new_names)
+        return all(facts.mentions_name(n, text) for n in added_names)
 
     return [j for j in order if threshold - ANCHOR_SLACK <= scores[j] < threshold
             and states(all_sents[j][1][2])][:MAX_CANDIDATES]
