@@ -135,9 +135,10 @@ def cold_ask(collection: str, provider: str = "extractive") -> tuple[float, floa
     # across fork+exec, VmHWM belongs to the new process image alone.
     code = (
         "import re, runpy, sys; sys.argv = ['rag', 'ask', {!r}, '-c', {!r}, '--llm', {!r}]\n"
-        "try:\n    runpy.run_module('rag.cli', run_name='__main__')\n"
-        "finally:\n    print('PEAK', re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1),"
-        " file=sys.stderr)"
+        # atexit, not `finally`: `rag ask` ends its process without the interpreter's teardown (rag.cli._end_program)
+        "import atexit\natexit.register(lambda: print('PEAK', re.search(r'VmHWM:\\s+(\\d+)', "
+        "open('/proc/self/status').read()).group(1), file=sys.stderr))\n"
+        "runpy.run_module('rag.cli', run_name='__main__')"
     ).format(QUESTIONS[1]["query"], collection, provider)
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True)

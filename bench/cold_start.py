@@ -86,9 +86,10 @@ print("FIRST " + json.dumps({"first_token": answer.timings.get("first_token", 0.
 CLI = (
     "import re, runpy, sys; sys.argv = ['rag', 'ask', sys.argv[1], '-c', sys.argv[2], '--llm', sys.argv[3], "
     "*sys.argv[4:]]\n"
-    "try:\n    runpy.run_module('rag.cli', run_name='__main__')\n"
-    "finally:\n    print('PEAK', re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1),"
-    " file=sys.stderr)"
+    # atexit, not `finally`: `rag ask` ends its process without the interpreter's teardown (rag.cli._end_program)
+    "import atexit\natexit.register(lambda: print('PEAK', re.search(r'VmHWM:\\s+(\\d+)', "
+    "open('/proc/self/status').read()).group(1), file=sys.stderr))\n"
+    "runpy.run_module('rag.cli', run_name='__main__')"
 )
 
 

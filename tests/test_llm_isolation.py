@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,21 @@ def test_cli_survives_a_crashing_child(fake_llm, tmp_path):
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["provider"] == "extractive" and data["answered"] and "SIGILL" in data["notice"]
+
+
+def test_cli_stops_its_llm_child_when_it_ends(fake_llm, tmp_path):
+    """`rag ask` ends without the interpreter's teardown (rag.cli._end_program), and still stops its child."""
+    state = tmp_path / "cli-state"
+    env = {**os.environ, "RAG_LLM_SERVER_COMMAND": f"{sys.executable} {FAKE} --port {{port}} --mode ok --state {state}"}
+    out = subprocess.run([sys.executable, "-m", "rag.cli", "ask", QUESTION, "-c", "news", "--llm", "local"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "— final answer —" in out.stdout and "[1]" in out.stdout  # everything printed reached the pipe
+    child = int((state / "pid").read_text())
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{child}").exists(), "the LLM child outlived `rag ask`"
 
 
 @pytest.mark.slow
