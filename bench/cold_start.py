@@ -6,8 +6,10 @@ Two measurements, both in new Python processes against an existing collection:
 - One phase-timed process per answerer: the same work as `rag ask`, with a timer around each thing a new
   process has to load first (imports, the Chroma store, the retrieval embedder, the answer scorer, the BM25
   index, the language detector, the LLM child) and then the answer itself, which finds them loaded.
+Each run asks a different seed question. `local-fresh` is the local LLM with the prompt-prefix states that
+earlier LLM children kept (DATA_DIR/cache/llm-prefix) deleted first, as on the first `rag ask` ever.
 
-    python -m bench.cold_start -c news --runs 3
+    python -m bench.cold_start -c news --runs 3 [--llm extractive local local-fresh]
     python -m bench.cold_start -c news --runs 3 --chat "Wann traf Lawrow Choe Son-hui?"
 
 `--chat` measures instead what the chat and `rag serve` meet: the first question after the process started
@@ -175,28 +177,44 @@ def run_chat(collection: str, runs: int, question: str) -> dict:
 
 
 def run(collection: str, runs: int, providers: tuple[str, ...]) -> dict:
+    """New `rag ask` processes, providers alternating, each run a different seed question, the same for every
+    provider in the run (the LLM child keeps the state after its last prompt of each kind on disk, so a
+    question asked again would flatter it). "local-fresh" is the local LLM with no kept state: the first
+    `rag ask` after installing or upgrading; put it after "local", whose kept state is then the previous
+    run's question."""
+    import shutil
+
+    from bench.answer import QUESTIONS
+    from rag.llm_process import prefix_state_dir
+    from rag.settings import get_settings
+
     walls: dict[str, list[float]] = {p: [] for p in providers}
     peaks: dict[str, list[float]] = {p: [] for p in providers}
     for i in range(runs):
-        for p in providers:  # alternating, so drift in the machine's load hits both alike
-            seconds, peak = cold_cli(collection, p)
+        question = QUESTIONS[i % len(QUESTIONS)]["query"]
+        for p in providers:  # alternating, so drift in the machine's load hits all alike
+            if p == "local-fresh":
+                shutil.rmtree(prefix_state_dir(get_settings()), ignore_errors=True)
+            seconds, peak = cold_cli(collection, "local" if p == "local-fresh" else p, question)
             walls[p].append(seconds)
             peaks[p].append(peak)
-            print(f"run {i + 1} {p}: {seconds:.2f} s, peak {peak:.0f} MB", flush=True)
+            print(f"run {i + 1} {p}: {seconds:.2f} s, peak {peak:.0f} MB ({question})", flush=True)
     out: dict = {"collection": collection, "runs": runs, "cli": {}, "phases": {}}
     for p in providers:
         out["cli"][p] = {"wall_s": walls[p], "wall_p50_s": statistics.median(walls[p]),
                          "peak_mb_p50": statistics.median(peaks[p])}
-        out["phases"][p] = cold_phases(collection, p)
+        if p != "local-fresh":
+            out["phases"][p] = cold_phases(collection, p)
     return out
 
 
 def table(result: dict) -> str:
     providers = list(result["cli"])
     lines = ["| phase | " + " | ".join(providers) + " |", "|---|" + "---|" * len(providers)]
-    names = list(dict.fromkeys(k for p in providers for k in result["phases"][p]))
+    names = list(dict.fromkeys(k for p in providers for k in result["phases"].get(p, {})))
     for name in names:
-        cells = [f"{result['phases'][p][name]:.2f}" if name in result["phases"][p] else "" for p in providers]
+        cells = [f"{result['phases'][p][name]:.2f}" if name in result["phases"].get(p, {}) else ""
+                 for p in providers]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("| **`rag ask` wall, p50 of runs** | " + " | ".join(
         f"**{result['cli'][p]['wall_p50_s']:.2f}**" for p in providers) + " |")

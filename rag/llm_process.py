@@ -16,9 +16,11 @@ outlives it. `RAG_LLM_SERVER_COMMAND` replaces the default command (for example 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -78,7 +80,8 @@ class LlamaServerProcess:
             return shlex.split(s.llm_server_command.format(port=port, model=self.model_path, ctx=s.llm_context,
                                                            threads=s.llm_threads, python=sys.executable))
         return [sys.executable, "-m", "rag.llm_process", "--model", str(self.model_path), "--port", str(port),
-                "--ctx", str(s.llm_context), "--threads", str(s.llm_threads), "--parent", str(os.getpid())]
+                "--ctx", str(s.llm_context), "--threads", str(s.llm_threads), "--parent", str(os.getpid()),
+                "--state-dir", str(prefix_state_dir(s))]
 
     def start(self) -> None:
         """Start the child if none is running; returns at once (the model loads while retrieval runs)."""
@@ -187,6 +190,9 @@ class LlamaServerProcess:
         self.ready = False
         log.error("local LLM process %s died: %s; it restarts on the next question (log: %s)",
                   self.proc.pid, describe_exit(self.proc.returncode), self.log_path)
+        # It may have died loading a kept prompt-prefix state: the next child starts without them (they are
+        # written again after its first answer).
+        shutil.rmtree(prefix_state_dir(self.settings), ignore_errors=True)
         if self.proc.returncode < 0 and self.variant not in (cpu_variants.PORTABLE, cpu_variants.USER_LIB_PATH):
             self.variant_failed = True
             log.error("the local LLM died on llama.cpp's %s CPU build: it restarts on the portable build "
@@ -209,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ctx", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--parent", type=int, default=0, help="exit when this process is gone")
+    parser.add_argument("--state-dir", default="", help="keep the prompt prefixes' states here across children")
     args = parser.parse_args(argv)
     if args.parent:
         threading.Thread(target=_watch_parent, args=(args.parent,), daemon=True).start()
@@ -226,15 +233,37 @@ def main(argv: list[str] | None = None) -> None:
                                       # only the last: time to first token was 25% worse than in-process.
                                       logits_all=False)],
     )
-    install_prefix_cache()
+    install_prefix_cache(Path(args.state_dir) if args.state_dir else None,
+                         {"model": args.model, "ctx": args.ctx, "n_batch": 256})
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
-def install_prefix_cache() -> None:
-    """Give the served model a prefix_state_cache() (llama-cpp-python's own prompt cache hook)."""
+def prefix_state_dir(settings: Settings) -> Path:
+    return Path(settings.data_dir) / "cache" / "llm-prefix"
+
+
+def install_prefix_cache(state_dir: Path | None = None, params: dict | None = None) -> None:
+    """Give the served model a prefix_state_cache() (llama-cpp-python's own prompt cache hook), with the
+    states earlier children kept in `state_dir` when they fit this model and build."""
     from llama_cpp.server import app as server_app
 
-    server_app._llama_proxy(None).set_cache(prefix_state_cache())  # the one model this child serves
+    llama = server_app._llama_proxy(None)  # the one model this child serves
+    cache = prefix_state_cache()
+    if state_dir is not None:
+        cache.keep_on_disk(state_dir, state_identity(params or {}), llama)
+    llama.set_cache(cache)
+
+
+def state_identity(params: dict) -> dict:
+    """What a kept state is valid for: the same model file, llama.cpp build and context settings."""
+    import llama_cpp
+
+    model = Path(params.get("model", ""))
+    stat = model.stat() if model.is_file() else None
+    return {"format": 1, "model": str(model.resolve()), "size": stat.st_size if stat else 0,
+            "mtime_ns": stat.st_mtime_ns if stat else 0, "llama_cpp": llama_cpp.__version__,
+            "lib": os.environ.get("LLAMA_CPP_LIB_PATH", ""), "ctx": params.get("ctx"),
+            "n_batch": params.get("n_batch")}
 
 
 def prefix_state_cache():
@@ -251,21 +280,93 @@ def prefix_state_cache():
     sampling never reads it (llama_cpp.Llama._create_completion samples inside llama.cpp).
     """
     import numpy as np  # imported here: the parent process never imports llama_cpp
+    from llama_cpp.llama import LlamaState
     from llama_cpp.llama_cache import LlamaRAMCache
+
+    def zero_scores(shape: tuple[int, ...], dtype) -> np.ndarray:
+        return np.broadcast_to(np.zeros((1, shape[1]), dtype=dtype), shape)
 
     class _PrefixStateCache(LlamaRAMCache):
         group_tokens = 16  # the chat template's system line: differs between the answer and check prompts
         max_states = 2
 
+        def __init__(self) -> None:
+            super().__init__()
+            self.state_dir: Path | None = None
+            self.identity: dict = {}
+            self.kept: set[tuple[int, ...]] = set()  # groups this child has written to state_dir
+
         def __setitem__(self, key, value) -> None:
             key = tuple(key)
             for old in [k for k in self.cache_state if k[: self.group_tokens] == key[: self.group_tokens]]:
                 del self.cache_state[old]
-            scores = value.scores
-            value.scores = np.broadcast_to(np.zeros((1, scores.shape[1]), dtype=scores.dtype), scores.shape)
+            value.scores = zero_scores(value.scores.shape, value.scores.dtype)
             self.cache_state[key] = value
             while len(self.cache_state) > self.max_states:
                 self.cache_state.popitem(last=False)
+            group = key[: self.group_tokens]
+            if self.state_dir is not None and group not in self.kept:
+                # The fixed part of a kind of prompt does not change while this child runs: once is enough.
+                self.kept.add(group)
+                threading.Thread(target=self._write, args=(key, value), daemon=True).start()
+
+        # A new child (each `rag ask` process starts one) would read the answer prompt's fixed part (rules and
+        # worked example, ~350 tokens) and the claim check's again: 4-6 s on 2 cores. The states kept on disk
+        # (the KV cache after the last prompt of each kind, ~17 MB; never pickled) spare it that.
+        def keep_on_disk(self, state_dir: Path, identity: dict, llama) -> None:
+            import hashlib
+            import json
+
+            self.state_dir, self.identity = state_dir, identity
+            for partial in state_dir.glob("prefix-*.partial"):  # a child stopped while it wrote
+                with contextlib.suppress(OSError):
+                    if time.time() - partial.stat().st_mtime > 60:
+                        partial.unlink()
+            for path in sorted(state_dir.glob("prefix-*.npz")):
+                try:
+                    with np.load(path, allow_pickle=False) as data:
+                        meta = json.loads(bytes(data["meta"]).decode())
+                        blob = data["state"].tobytes()
+                        if meta["identity"] != identity:
+                            continue  # another model, build or context size: not this child's to use
+                        if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
+                            raise ValueError("its checksum does not match")
+                        input_ids = data["input_ids"].astype(np.intc)
+                    state = LlamaState(input_ids=input_ids, scores=zero_scores(tuple(meta["scores_shape"]), np.single),
+                                       n_tokens=int(meta["n_tokens"]), llama_state=blob,
+                                       llama_state_size=len(blob), seed=int(meta["seed"]))
+                    llama.load_state(state)  # a state this build cannot load fails here, not in a question
+                except Exception as exc:  # noqa: BLE001 - a kept state is an optimisation: skip what does not load
+                    log.warning("ignoring the kept LLM prefix state %s: %s", path, exc)
+                    continue
+                key = tuple(int(t) for t in input_ids[: state.n_tokens])
+                self.cache_state[key] = state
+            # to the child's log (DATA_DIR/logs/llm-server.log)
+            print(f"newsrag: {len(self.cache_state)} kept prompt-prefix state(s) loaded from {state_dir}",
+                  file=sys.stderr, flush=True)
+
+        def _write(self, key: tuple[int, ...], value) -> None:
+            import hashlib
+            import io
+            import json
+
+            try:
+                assert self.state_dir is not None
+                self.state_dir.mkdir(parents=True, exist_ok=True)
+                meta = {"identity": self.identity, "n_tokens": int(value.n_tokens), "seed": int(value.seed),
+                        "scores_shape": list(value.scores.shape),
+                        "sha256": hashlib.sha256(value.llama_state).hexdigest()}
+                buffer = io.BytesIO()
+                np.savez(buffer, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                         input_ids=np.asarray(value.input_ids, dtype=np.int32),
+                         state=np.frombuffer(value.llama_state, dtype=np.uint8))
+                name = hashlib.sha256(json.dumps(key[: self.group_tokens]).encode()).hexdigest()[:16]
+                target = self.state_dir / f"prefix-{name}.npz"
+                partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+                partial.write_bytes(buffer.getvalue())
+                partial.replace(target)
+            except Exception as exc:  # noqa: BLE001 - the next child reads the prefix again, nothing worse
+                log.warning("could not keep the LLM prefix state: %s", exc)
 
     return _PrefixStateCache()
 

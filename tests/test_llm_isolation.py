@@ -265,3 +265,46 @@ def test_real_llama_child_that_dies_on_a_cpu_variant_restarts_on_the_portable_bu
         os.environ.clear()
         os.environ.update(saved)
         use_settings(Path(saved.get("RAG_DATA_DIR", "data")))
+
+
+@pytest.mark.slow
+def test_prompt_prefix_states_are_kept_across_children_and_bad_ones_ignored(corpus):
+    """Each `rag ask` starts a new LLM child. The first keeps the state after its answer and claim-check
+    prompts in DATA_DIR/cache/llm-prefix; the next child loads them (it reads only what follows the prompts'
+    fixed parts). A truncated or altered state file is skipped with a line in the child's log, and the answer
+    is still given."""
+    from rag.llm_process import prefix_state_dir
+    from rag.settings import get_settings
+
+    states = prefix_state_dir(get_settings())
+    shutil.rmtree(states, ignore_errors=True)
+    log_file = corpus / "logs" / "llm-server.log"
+
+    def ask(question: str) -> dict:
+        out = subprocess.run([sys.executable, "-m", "rag.cli", "ask", question, "-c", "news", "--llm", "local",
+                              "--json", "--in-process"], capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    def new_log_lines(before: int) -> str:
+        return log_file.read_text(errors="replace")[before:]
+
+    first = ask("When did Lavrov meet Choe Son-hui in Moscow?")
+    assert first["answered"] and first["provider"] == "local"
+    kept = sorted(states.glob("prefix-*.npz"))
+    assert len(kept) == 2, kept  # the answer prompt's and the claim check's
+
+    mark = len(log_file.read_text(errors="replace"))
+    second = ask("Wann kündigte die KCNA den Besuch Putins an?")
+    assert second["answered"] and second["provider"] == "local"
+    assert "2 kept prompt-prefix state(s) loaded" in new_log_lines(mark)
+
+    kept[0].write_bytes(kept[0].read_bytes()[: 1000])  # truncated
+    data = bytearray(kept[1].read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte of the KV state changed
+    kept[1].write_bytes(bytes(data))
+    mark = len(log_file.read_text(errors="replace"))
+    third = ask("When did Lavrov meet Choe Son-hui in Moscow?")
+    assert third["answered"] and third["provider"] == "local" and not third["notice"]
+    lines = new_log_lines(mark)
+    assert lines.count("ignoring the kept LLM prefix state") == 2 and "0 kept prompt-prefix state(s)" in lines
