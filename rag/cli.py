@@ -29,10 +29,11 @@ def run() -> None:
 
 
 def _end_program() -> None:
-    """End a one-shot `rag ask` as soon as its answer is out, without the interpreter's teardown: freeing the
-    two embedders' onnxruntime sessions alone takes ~1.1 s on 2 cores (measured in bench/cold_start.py),
-    time the user waits for after the answer is printed. The atexit handlers still run (they stop the LLM
-    child and flush logging). Nothing else is pending: answering only reads the store and the indexes."""
+    """End a one-shot `rag ask` or `rag retrieve` as soon as its output is out, without the interpreter's
+    teardown: freeing the two embedders' onnxruntime sessions alone took 1.05-1.21 s on 2 cores
+    (bench/RESULTS.md, stop 22), which the user waited for after the answer was printed. The atexit handlers
+    still run (they stop the LLM child and flush logging). Nothing else is pending: both commands only read
+    the store and the indexes, and whatever they built (a missing BM25 index) is written before they print."""
     if not _AS_PROGRAM:
         return
     import atexit
@@ -301,10 +302,12 @@ def retrieve(question: str, collection: str | None, k: int, since: str | None, u
     passages = run(question, k=k, collection=collection, filters=_filters(since, until, source, lang))
     if as_json:
         click.echo(json.dumps([p.model_dump() for p in passages], ensure_ascii=False, indent=2))
-        return
-    for p in passages:
-        click.echo(f"{p.rank:>2}. {p.score:.4f} {p.title} ({p.metadata.get('source', '')}, {p.metadata.get('date', '')})")
-        click.echo(f"    {p.text[:200]}")
+    else:
+        for p in passages:
+            click.echo(f"{p.rank:>2}. {p.score:.4f} {p.title} ({p.metadata.get('source', '')}, "
+                       f"{p.metadata.get('date', '')})")
+            click.echo(f"    {p.text[:200]}")
+    _end_program()
 
 
 @main.command()
