@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import io
+import json
 import logging
 import os
 import shlex
@@ -36,6 +39,7 @@ from rag.settings import Settings
 log = logging.getLogger("newsrag.llm")
 
 READY_POLL_S = 0.1
+N_BATCH = 256  # prompt tokens per llama.cpp batch (bench/RESULTS.md stop 21: 128 and 512 were not faster)
 
 
 def free_port() -> int:
@@ -228,13 +232,13 @@ def main(argv: list[str] | None = None) -> None:
         # interrupt_requests=False: a second session's question waits for the first instead of cutting it off.
         server_settings=ServerSettings(host="127.0.0.1", port=args.port, interrupt_requests=False),
         model_settings=[ModelSettings(model=args.model, model_alias="local", n_ctx=args.ctx, n_threads=args.threads,
-                                      n_threads_batch=args.threads, n_batch=256, verbose=False,
+                                      n_threads_batch=args.threads, n_batch=N_BATCH, verbose=False,
                                       # The server's default (True) computes logits for every prompt token, not
                                       # only the last: time to first token was 25% worse than in-process.
                                       logits_all=False)],
     )
     install_prefix_cache(Path(args.state_dir) if args.state_dir else None,
-                         {"model": args.model, "ctx": args.ctx, "n_batch": 256})
+                         {"model": args.model, "ctx": args.ctx, "n_batch": N_BATCH})
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
@@ -314,9 +318,6 @@ def prefix_state_cache():
         # worked example, ~350 tokens) and the claim check's again: 4-6 s on 2 cores. The states kept on disk
         # (the KV cache after the last prompt of each kind, ~17 MB; never pickled) spare it that.
         def keep_on_disk(self, state_dir: Path, identity: dict, llama) -> None:
-            import hashlib
-            import json
-
             self.state_dir, self.identity = state_dir, identity
             for partial in state_dir.glob("prefix-*.partial"):  # a child stopped while it wrote
                 with contextlib.suppress(OSError):
@@ -346,10 +347,6 @@ def prefix_state_cache():
                   file=sys.stderr, flush=True)
 
         def _write(self, key: tuple[int, ...], value) -> None:
-            import hashlib
-            import io
-            import json
-
             try:
                 assert self.state_dir is not None
                 self.state_dir.mkdir(parents=True, exist_ok=True)

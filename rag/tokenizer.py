@@ -65,15 +65,21 @@ class FastTokenizer:
             finally:
                 self._tok.no_truncation()
                 self._tok.no_padding()
-        out: dict[str, Any] = {"input_ids": [e.ids for e in encodings],
-                               "attention_mask": [e.attention_mask for e in encodings]}
-        if return_offsets_mapping:
-            out["offset_mapping"] = [e.offsets for e in encodings]
-        if return_tensors == "np":
-            import numpy as np
+        return batch_output([e.ids for e in encodings], [e.attention_mask for e in encodings],
+                            [e.offsets for e in encodings] if return_offsets_mapping else None, return_tensors)
 
-            out = {k: np.array(v, dtype=np.int64) for k, v in out.items()}
-        return out
+
+def batch_output(ids: list[list[int]], masks: list[list[int]], offsets: list[list[tuple[int, int]]] | None,
+                 return_tensors: str | None) -> dict[str, Any]:
+    """A tokenizer call's result as AutoTokenizer shapes it: lists, or int64 numpy arrays for "np"."""
+    out: dict[str, Any] = {"input_ids": ids, "attention_mask": masks}
+    if offsets is not None:
+        out["offset_mapping"] = offsets
+    if return_tensors == "np":
+        import numpy as np
+
+        out = {k: np.array(v, dtype=np.int64) for k, v in out.items()}
+    return out
 
 
 @dataclass(frozen=True)
@@ -170,14 +176,7 @@ class SentencePieceTokenizer:
             ids_out = [ids + [self._pad] * (width - len(ids)) for ids in ids_out]
             masks = [m + [0] * (width - len(m)) for m in masks]
             offsets_out = [o + [(0, 0)] * (width - len(o)) for o in offsets_out]
-        out: dict[str, Any] = {"input_ids": ids_out, "attention_mask": masks}
-        if return_offsets_mapping:
-            out["offset_mapping"] = offsets_out
-        if return_tensors == "np":
-            import numpy as np
-
-            out = {k: np.array(v, dtype=np.int64) for k, v in out.items()}
-        return out
+        return batch_output(ids_out, masks, offsets_out if return_offsets_mapping else None, return_tensors)
 
 
 def checked_sentencepiece(folder: Path) -> tuple[Path, CheckedSentencePiece] | None:
