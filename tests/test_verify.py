@@ -298,21 +298,28 @@ def test_the_right_sentence_in_an_uncited_source_is_found():
     assert claims[0].source == 2, claims[0].problems
 
 
+def assert_anchored_only_when_stated(src, question: str, threshold: float, stated: str, unstated: str,
+                                     claim: str) -> None:
+    """The claim (a template for the fact it adds) scores below `threshold` everywhere: with the fact the source
+    states it is checked on the sentence stating it (rag.verify.anchored), with another it finds no sentence."""
+    claims = split_claims(claim.format(stated), {1})
+    verify_claims(claims, [src], WordEmbedder(), threshold, question=question, claim_lang="en")
+    assert claims[0].source == 1 and stated.split()[-1] in claims[0].sentence[2], claims[0].problems
+    claims = split_claims(claim.format(unstated), {1})
+    verify_claims(claims, [src], WordEmbedder(), threshold, question=question, claim_lang="en")
+    assert claims[0].source is None
+
+
 def test_a_paraphrased_claim_is_checked_on_the_sentence_stating_its_number():
     """A claim that restates a paraphrased question around one new number resembles no sentence (q060)."""
     report = source(1, "wh", ["Germany came in 16th on the list under Ireland.",
                               "The United States, on the other hand, was 14th on the list ranking."],
                     date="2017-03-20")
     question = "In the 2017 global league table of national contentment, in which place did America finish?"
-    claims = split_claims("In the 2017 global league table of national contentment, America finished in 14th "
-                          "place [1].", {1})
-    verify_claims(claims, [report], WordEmbedder(), 0.2, question=question, claim_lang="en")  # both score < 0.2
-    assert claims[0].source == 1 and "14th" in claims[0].sentence[2], claims[0].problems
-    # a number no sentence states gets no such second chance
-    claims = split_claims("In the 2017 global league table of national contentment, America finished in 12th "
-                          "place [1].", {1})
-    verify_claims(claims, [report], WordEmbedder(), 0.2, question=question, claim_lang="en")
-    assert claims[0].source is None
+    # both sentences score < 0.2; a number no sentence states gets no such second chance
+    assert_anchored_only_when_stated(report, question, 0.2, "14th", "12th",
+                                     "In the 2017 global league table of national contentment, America finished "
+                                     "in {} place [1].")
     # the answer shows that claim with a ✓ citation: it passed every check, only not by resemblance
     from rag.answer import finish
     from rag.settings import Settings
@@ -413,15 +420,10 @@ def test_a_paraphrased_claim_is_checked_on_the_sentence_stating_the_name_it_adds
                                 "\"People need stories,\" former Olympic champion and course designer Bernhard "
                                 "Russi tells CNN."])
     question = "Who laid out the men's speed course of the Engadin ski resort that hosted the championships?"
-    claims = split_claims("Bernhard Russi laid out the men's speed course of the Engadin ski resort that hosted "
-                          "the championships [1].", {1})
-    verify_claims(claims, [article], WordEmbedder(), 0.3, question=question, claim_lang="en")  # all score < 0.3
-    assert claims[0].source == 1 and "Russi" in claims[0].sentence[2], claims[0].problems
-    # a name no sentence states gets no such second chance
-    claims = split_claims("Didier Cuche laid out the men's speed course of the Engadin ski resort that hosted "
-                          "the championships [1].", {1})
-    verify_claims(claims, [article], WordEmbedder(), 0.3, question=question, claim_lang="en")
-    assert claims[0].source is None
+    # all sentences score < 0.3; a name no sentence states gets no such second chance
+    assert_anchored_only_when_stated(article, question, 0.3, "Bernhard Russi", "Didier Cuche",
+                                     "{} laid out the men's speed course of the Engadin ski resort that hosted "
+                                     "the championships [1].")
 
 
 def test_a_who_question_prefers_evidence_that_names_a_person():
