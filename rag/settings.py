@@ -151,7 +151,10 @@ class Settings(BaseSettings):
     max_file_mb: float = Field(25.0, description="Files larger than this are refused.")
 
     # retrieval and answering
-    retrieval_k: int = Field(5, description="Sources given to the answer.")
+    retrieval_k: int = Field(
+        4, description="Passages re-scored for the answer, and the most that become its sources (each one "
+        "re-scored costs ~0.05 s before the first token on 2 cores)."
+    )
     candidates: int = Field(40, description="Candidates per retriever before fusion.")
     article_vectors: bool = Field(
         True, description="Also embed each article whole (title + lead) at ingest and fuse that article-level "
