@@ -308,3 +308,53 @@ def test_prompt_prefix_states_are_kept_across_children_and_bad_ones_ignored(corp
     assert third["answered"] and third["provider"] == "local" and not third["notice"]
     lines = new_log_lines(mark)
     assert lines.count("ignoring the kept LLM prefix state") == 2 and "0 kept prompt-prefix state(s)" in lines
+
+
+# Run in a child: this test process must not import llama_cpp (the answer path never does in the parent).
+STATES_WITHOUT_LOGITS_SCRIPT = """
+import json
+from llama_cpp import Llama
+from rag import prompts
+from rag.llm_process import N_BATCH, prefix_state_cache, states_without_logits
+from rag.models import llm_model_file
+from rag.settings import get_settings
+
+source = prompts.format_source(1, "Lawrow trifft Choe", "Beispiel", "2024-01-16", "Der russische Außenminister "
+                               "Sergej Lawrow hat am 16. Januar 2024 in Moskau Choe Son-hui empfangen.")
+quote = "Sergej Lawrow hat am 16. Januar 2024 in Moskau Choe Son-hui empfangen."
+
+def replies(patched):
+    llm = Llama(model_path=str(llm_model_file(get_settings())), n_ctx=2048, n_threads=2, n_batch=N_BATCH,
+                verbose=False)
+    if patched:
+        states_without_logits(llm)
+    llm.set_cache(prefix_state_cache())
+    loads = []
+    load = llm.load_state
+    llm.load_state = lambda state: (loads.append(state.n_tokens), load(state))
+    out = []
+    # answer, claim check, answer: the second answer restores the state kept after the first
+    for messages, n in ((prompts.answer_messages("When did Lavrov meet Choe Son-hui?", [source], "English", []), 24),
+                        (prompts.check_messages("When did Lavrov meet Choe Son-hui?", quote), 8),
+                        (prompts.answer_messages("Wo trafen sie sich?", [source], "German", []), 24)):
+        out.append(llm.create_chat_completion(messages, max_tokens=n, temperature=0.0)["choices"][0]["message"]
+                   ["content"])
+    return {"replies": out, "loads": len(loads)}
+
+print(json.dumps([replies(False), replies(True)]))
+"""
+
+
+@pytest.mark.slow
+def test_states_without_logits_give_the_same_replies_as_the_library_states(data_dir):
+    """rag.llm_process.states_without_logits saves and restores the KV state without llama-cpp-python's
+    155 MB logits copies: the same prompts (answers and claim checks alternating, so the prompt cache
+    restores states) give the same greedy replies as with the library's own save_state/load_state."""
+    env = {**os.environ, "RAG_LLM_MODEL": "qwen2.5-0.5b"}  # the faster packaged model: same state code
+    out = subprocess.run([sys.executable, "-c", STATES_WITHOUT_LOGITS_SCRIPT], capture_output=True, text=True,
+                         timeout=600, cwd=ROOT, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    library, patched = json.loads(out.stdout.strip().splitlines()[-1])
+    assert patched["loads"] >= 1 and library["loads"] == patched["loads"]  # a cached state was restored
+    assert patched["replies"] == library["replies"]
+    assert "2024" in patched["replies"][0]
