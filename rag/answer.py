@@ -79,12 +79,11 @@ class Evidence:
     best: float = 0.0  # the closest passage's dense score (scorer scale)
 
 
-# Passages re-scored by the scorer beyond the k that can become sources. Re-embedding is most of retrieval's
-# time (e5 on ~220-token chunks: ~0.05 s each on 2 cores) and comes before the first token. On the answer
-# bench's 117 questions, re-scoring 6 instead of 15 changed no refusal and no prompt's evidence (stop 13);
-# 4 instead of 6 (k 4, none extra) put the accepted answer into the prompt for 82 of 91 instead of 81, let the
-# same questions past the relevance gate and cut re-scoring and evidence from 0.60 to 0.44 s p50 (stop 23).
-RESCORED_EXTRA = 0
+# The scorer re-scores exactly the retrieval_k passages that can become sources. Re-embedding is most of
+# retrieval's time (e5 on ~220-token chunks: ~0.05 s each on 2 cores) and comes before the first token. On the
+# answer bench's 117 questions, re-scoring 6 instead of 15 changed no refusal and no prompt's evidence (stop
+# 13); 4 instead of 6 put the accepted answer into the prompt for 82 of 91 instead of 81, let the same
+# questions past the relevance gate and cut re-scoring and evidence from 0.60 to 0.44 s p50 (stop 23).
 
 
 def gather_evidence(question: str, query: str, lang: str, collection: str | None, user_filters: Filters,
@@ -106,7 +105,7 @@ def gather_evidence(question: str, query: str, lang: str, collection: str | None
     rescore = embedder is not load_embedder(settings)
     started = time.perf_counter()
     if rescore:
-        rescore_passages(passages, query, embedder, settings.retrieval_k + RESCORED_EXTRA)
+        rescore_passages(passages, query, embedder, settings.retrieval_k)
     timings["rescore"] = time.perf_counter() - started
     notice = ""
     relevant = [p for p in passages if (p.dense_score or 0) >= settings.min_relevance]
@@ -115,7 +114,7 @@ def gather_evidence(question: str, query: str, lang: str, collection: str | None
         passages = hybrid_search(query, collection=collection, filters=user_filters, query_lang=lang,
                                  settings=settings)
         if rescore:
-            rescore_passages(passages, query, embedder, settings.retrieval_k + RESCORED_EXTRA)
+            rescore_passages(passages, query, embedder, settings.retrieval_k)
         relevant = [p for p in passages if (p.dense_score or 0) >= settings.min_relevance]
         if relevant:
             notice = prompts.localized(prompts.DATE_FILTER_RELAXED, lang, span=f"{since} – {until}")
