@@ -280,9 +280,7 @@ def states_without_logits(llama) -> None:
         n_bytes = int(llama_cpp.llama_state_get_data(llama._ctx.ctx, buffer, size))
         if n_bytes > int(size):
             raise RuntimeError("Failed to copy llama state data")
-        n_vocab = llama.n_vocab()
-        return LlamaState(input_ids=llama.input_ids.copy(),
-                          scores=np.broadcast_to(np.zeros((1, n_vocab), dtype=np.single), (1, n_vocab)),
+        return LlamaState(input_ids=llama.input_ids.copy(), scores=np.zeros((1, llama.n_vocab()), dtype=np.single),
                           n_tokens=llama.n_tokens, llama_state=bytes(memoryview(buffer)[:n_bytes]),
                           llama_state_size=n_bytes, seed=llama._seed)
 
