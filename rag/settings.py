@@ -115,7 +115,9 @@ class Settings(BaseSettings):
     llm_context: int = Field(2048, description="Context window of the local model (tokens).")
     llm_max_tokens: int = Field(320, description="Longest answer (tokens).")
     llm_temperature: float = Field(
-        0.1, description="Sampling temperature (low: answers stay close to the quoted sources)."
+        0.0, description="Sampling temperature. 0 = greedy: the same sources and question give the same answer every "
+        "time (at 0.1, 11 answer-bench questions got another answer text in the next run from the same sources; "
+        "greedy lost no right answer there: bench/RESULTS.md, stop 24)."
     )
     llm_timeout: float = Field(120.0, description="Seconds before the LLM counts as hung.")
     llm_start_timeout: float = Field(

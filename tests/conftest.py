@@ -16,8 +16,6 @@ SEED_DIR = DATA / "seed"
 SEED_FILE = next(SEED_DIR.glob("*.txt"))
 SEED_ID = SEED_FILE.name
 SEED_TITLE = "Russland und Nordkorea verstärken ihre Beziehungen"
-# Greedy decoding in tests: the same build gives the same answer every run (the product default is 0.1).
-os.environ.setdefault("RAG_LLM_TEMPERATURE", "0")
 # Most tests embed with e5-small (the calibrated scorer; 2-3x faster ingest on 2 cores keeps the suite's
 # time down); tests/test_embedders.py exercises EmbeddingGemma, the default retrieval embedder, end to end.
 os.environ.setdefault("RAG_EMBED_MODEL", "multilingual-e5-small")

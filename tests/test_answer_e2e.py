@@ -97,10 +97,14 @@ def test_extractive_answer_needs_a_sentence_close_to_the_question(corpus):
 def test_german_and_english_questions_about_the_seed(corpus):
     """Trust first: an answer is right and cited with ✓, or an honest refusal; the 1.5B model answers at
     least three of the four (it sometimes draws the wrong conclusion for the 'which countries' question,
-    which verification then refuses)."""
+    which verification then refuses). The same question gives the same answer again (greedy decoding, the
+    default), both after other questions and straight after itself (its whole prompt then comes from the
+    prompt cache)."""
     right = 0
+    texts = {}
     for item in [QA[0], QA[1], QA[3], QA[4]]:
         ans = ask(item["query"], collection="news", llm="local")
+        texts[item["query"]] = ans.text
         assert ans.language == item["lang"]
         if not ans.answered:
             assert ans.sources, ans  # a refusal still lists the closest sources
@@ -115,6 +119,8 @@ def test_german_and_english_questions_about_the_seed(corpus):
         assert_span_points_into_seed(c)
         assert ans.timings["first_token"] > 0 and ans.timings["total"] >= ans.timings["first_token"]
     assert right >= 3
+    for item in [QA[4], QA[0]]:
+        assert ask(item["query"], collection="news", llm="local").text == texts[item["query"]]
 
 
 @pytest.mark.slow
