@@ -79,13 +79,6 @@ class Evidence:
     best: float = 0.0  # the closest passage's dense score (scorer scale)
 
 
-# The scorer re-scores exactly the retrieval_k passages that can become sources. Re-embedding is most of
-# retrieval's time (e5 on ~220-token chunks: ~0.05 s each on 2 cores) and comes before the first token. On the
-# answer bench's 117 questions, re-scoring 6 instead of 15 changed no refusal and no prompt's evidence (stop
-# 13); 4 instead of 6 put the accepted answer into the prompt for 82 of 91 instead of 81, let the same
-# questions past the relevance gate and cut re-scoring and evidence from 0.60 to 0.44 s p50 (stop 23).
-
-
 def gather_evidence(question: str, query: str, lang: str, collection: str | None, user_filters: Filters,
                     settings: Settings, timings: dict[str, float]) -> Evidence:
     from rag.models import load_embedder, load_scorer
@@ -104,6 +97,11 @@ def gather_evidence(question: str, query: str, lang: str, collection: str | None
         embedder = scorer.result()
     rescore = embedder is not load_embedder(settings)
     started = time.perf_counter()
+    # The scorer re-scores exactly the retrieval_k passages that can become sources. Re-embedding is most of
+    # retrieval's time (e5 on ~220-token chunks: ~0.05 s each on 2 cores) and comes before the first token. On
+    # the answer bench's 117 questions, re-scoring 6 instead of 15 changed no refusal and no prompt's evidence
+    # (stop 13); 4 instead of 6 put the accepted answer into the prompt for 82 of 91 instead of 81, let the same
+    # questions past the relevance gate and cut re-scoring and evidence from 0.60 to 0.44 s p50 (stop 23).
     if rescore:
         rescore_passages(passages, query, embedder, settings.retrieval_k)
     timings["rescore"] = time.perf_counter() - started
