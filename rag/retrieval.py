@@ -41,6 +41,7 @@ def hybrid_search(
 
         query_lang = detect_language(query, short=True, default="")
     t0 = time.perf_counter()
+    warm_once(store, name, settings)
     embedder = load_embedder(settings)
     store.check_embedder(name, embedder.signature)
     qvec = embedder.embed_queries([query])[0]
@@ -88,6 +89,23 @@ def hybrid_search(
     if timings is not None:
         timings.update(embed_query=t1 - t0, dense=t2 - t1, bm25=t3 - t2, retrieve=time.perf_counter() - t0)
     return passages
+
+
+_warmed: set[tuple[str, str]] = set()
+
+
+def warm_once(store, name: str, settings: Settings) -> None:
+    """A process's first question to a collection: read its vector indexes and BM25 index before waiting for the
+    embedder. In a new process the embedders are still loading then (rag.answer.gather_evidence loads them in
+    threads), so this reading overlaps with them instead of following them."""
+    from rag import keyword
+
+    key = (f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else str(settings.chroma_dir), name)
+    if key in _warmed:
+        return
+    store.warm(name)
+    keyword.get_index(store, name, settings)
+    _warmed.add(key)
 
 
 DENSE_WEIGHT = 0.6

@@ -370,6 +370,25 @@ class Store:
                                             got["distances"][0], strict=False)
         ]
 
+    def warm(self, name: str) -> None:
+        """Have Chroma read the collection's vector indexes from disk now. The first query in a process pays
+        for it (on the ~19k-chunk bench collection ~0.25 s for the chunks and ~0.3 s for the article vectors,
+        bench/RESULTS.md stop 25); retrieval calls this while the embedders are still loading, so the question's
+        own queries find them read. A query for a unit vector of the recorded dimension, one result each.
+        Failures are left to the real queries, which report them."""
+        try:
+            dim = int(self.embedder_of(name).rsplit(":", 2)[-2])
+        except (ValueError, IndexError):  # a collection from before collections recorded their embedder
+            return
+        probe = [1.0] + [0.0] * (dim - 1)
+        try:
+            self._call(self.chunks(name, create=False).query, query_embeddings=[probe], n_results=1, include=[])
+            docs = self.docs(name, create=False)
+            if docs is not None:
+                self._call(docs.query, query_embeddings=[probe], n_results=1, include=[])
+        except Exception:  # noqa: BLE001 - only a head start; the question's queries raise what is wrong
+            return
+
     def has_node_fields(self, name: str) -> bool:
         """Whether the chunks carry llama-index's node fields (collections from before they were written do not)."""
         got = self._call(self.chunks(name).get, limit=1, include=["metadatas"])

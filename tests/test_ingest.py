@@ -164,6 +164,16 @@ def test_article_vectors_kept_beside_chunks_and_optional(data_dir, seed_copy):
     assert store.collection_names() == []
 
 
+def test_warm_reads_a_collection_and_creates_nothing(data_dir, seed_copy):
+    """Retrieval's head start in a new process (Store.warm): it queries what exists and never creates a
+    collection, also for a name that does not exist."""
+    ingest([seed_copy], collection="warm")
+    store = Store()
+    store.warm("warm")
+    store.warm("absent")
+    assert store.collection_names() == ["warm"] and not store.exists("absent")
+
+
 def test_identical_text_under_two_names_is_stored_once(data_dir, seed_copy):
     (seed_copy / "copy.txt").write_bytes(SEED_FILE.read_bytes())
     report = ingest([seed_copy], collection="dups")
