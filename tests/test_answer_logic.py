@@ -124,6 +124,32 @@ def test_article_vectors_never_sink_another_language_in_a_mixed_pool():
     assert max(plain, key=plain.get) == "en-1"
 
 
+def test_a_keyword_standout_is_not_outvoted_by_other_languages():
+    """German question, one German article that BM25 scores far above every other (the names it asks about),
+    English articles closer by dense cosine. BM25 cannot read the English ones, so without a standout they get
+    their dense signal as keyword credit and win; with it, the German article wins."""
+    from rag.retrieval import BM25_STANDOUT, fuse_scores, keyword_standout
+
+    info = {
+        "seed-1": {"dense": 0.32, "meta": {"doc_id": "seed", "lang": "de"}},
+        "seed-2": {"dense": 0.30, "meta": {"doc_id": "seed", "lang": "de"}},
+        "rede-1": {"dense": 0.31, "meta": {"doc_id": "rede", "lang": "de"}},
+        "en-1": {"dense": 0.34, "meta": {"doc_id": "en", "lang": "en"}},
+        "en2-1": {"dense": 0.33, "meta": {"doc_id": "en2", "lang": "en"}},
+    }
+    doc_of = {cid: i["meta"]["doc_id"] for cid, i in info.items()}
+    # two chunks of one article are one article: 14.8 against the next article's 5.1
+    standout = {"seed-1": 14.8, "seed-2": 10.6, "rede-1": 5.1}
+    assert keyword_standout(standout, doc_of) and BM25_STANDOUT <= 14.8 / 5.1
+    fused = fuse_scores(info, standout, "de")
+    assert max(fused, key=fused.get) == "seed-1"
+    close_call = {"seed-1": 14.8, "seed-2": 10.6, "rede-1": 9.0}
+    assert not keyword_standout(close_call, doc_of)
+    fused = fuse_scores(info, close_call, "de")
+    assert max(fused, key=fused.get) == "en-1"
+    assert keyword_standout({"seed-1": 3.0}, doc_of) and not keyword_standout({}, doc_of)
+
+
 def test_subheadings_are_not_sentences_to_quote():
     from rag.evidence import is_heading
 
