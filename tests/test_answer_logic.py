@@ -148,6 +148,9 @@ def test_a_keyword_standout_is_not_outvoted_by_other_languages():
     fused = fuse_scores(info, close_call, "de")
     assert max(fused, key=fused.get) == "en-1"
     assert keyword_standout({"seed-1": 3.0}, doc_of) and not keyword_standout({}, doc_of)
+    # an English question whose standout is the German article: BM25 matched only words spelt alike
+    lang_of = {"seed": "de", "rede": "de", "en": "en", "en2": "en"}
+    assert keyword_standout(standout, doc_of, lang_of, "de") and not keyword_standout(standout, doc_of, lang_of, "en")
 
 
 def test_subheadings_are_not_sentences_to_quote():
