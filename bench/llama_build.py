@@ -4,6 +4,10 @@ llama-cpp-python, side by side in one run, same model and prompt.
     python -m bench.llama_build                 native: `-DGGML_NATIVE=ON`, compiled for this machine's CPU
     python -m bench.llama_build avx512          the avx512 CPU variant's flags (AVX-512 + VBMI/VNNI, no AMX)
 
+Three rows: "portable" is the wheel `make setup` installs, alone; "shipped" is what the LLM child runs on this
+machine, the same wheel with the CPU variant rag.cpu_variants picks for this CPU (the portable one again
+where no variant fits, then the row is left out); and the other build.
+
 Each other build is compiled once into ~/.cache/newsrag/llama-wheels/<build>-<cpu key>-<flags key>. Each build runs in
 its own child process (the other one from its unpacked wheel put first on PYTHONPATH); each reports prompt
 evaluation and generation speed, the median of REPEATS runs after a warm-up. A build that crashes (the
@@ -83,10 +87,10 @@ def other_wheel(build: str) -> Path:
     return sorted(folder.glob("llama_cpp_python-*.whl"))[0]
 
 
-def probe(model: Path, threads: int, pythonpath: str | None) -> dict:
+def probe(model: Path, threads: int, pythonpath: str | None, child_env: dict[str, str] | None = None) -> dict:
     """One build's speeds, or its crash: a native build can die with SIGILL where the CPU advertises
     instructions that fault (issue 11), and that is a result to report, not a reason to stop."""
-    env = dict(os.environ)
+    env = dict(child_env or os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     out = subprocess.run([sys.executable, "-c", PROBE, str(model), str(threads), str(REPEATS)], env=env,
@@ -97,7 +101,9 @@ def probe(model: Path, threads: int, pythonpath: str | None) -> dict:
 
 
 def main(other: str = "native") -> dict:
+    from rag import cpu_variants
     from rag.models import PACKAGED_LLMS, gguf_path
+    from rag.settings import get_settings
 
     model = gguf_path(PACKAGED_LLMS["qwen2.5-1.5b"])
     threads = os.cpu_count() or 2
@@ -105,10 +111,14 @@ def main(other: str = "native") -> dict:
     if not (unpacked / "llama_cpp").exists():
         with zipfile.ZipFile(other_wheel(other)) as wheel:
             wheel.extractall(unpacked)
-    results = {}
-    # Interleaved so that load on the machine affects both alike.
-    for build, path in (("portable", None), (other, str(unpacked)), ("portable", None), (other, str(unpacked))):
-        r = probe(model, threads, path)
+    variant, variant_env = cpu_variants.child_env(get_settings().llm_cpu_variant)
+    runs: list[tuple[str, str | None, dict[str, str] | None]] = [("portable", None, None), (other, str(unpacked), None)]
+    if variant_env is not None:
+        runs.insert(1, ("shipped", None, variant_env))
+    results: dict = {}
+    # Interleaved so that load on the machine affects every build alike.
+    for build, path, env in runs + runs:
+        r = probe(model, threads, path, env)
         if "crashed" in r:
             print(f"{build} build crashed: {r['crashed']}: {r['stderr']}", flush=True)
             results.setdefault(f"{build} crashes", []).append(r["crashed"])
@@ -120,26 +130,28 @@ def main(other: str = "native") -> dict:
                          "system_info": r["system_info"]} for b, r in results.items() if isinstance(r, dict)}
     summary["crashes"] = {b: r for b, r in results.items() if isinstance(r, list)}
     summary["other"] = other
-    if "portable" in summary and other in summary:
-        summary["ratio"] = {k: summary["portable"][k] / summary[other][k] for k in ("prompt_tps", "gen_tps")}
+    summary["shipped_variant"] = variant
+    summary["ratio"] = {f"{mine} / {other}": {k: summary[mine][k] / summary[other][k] for k in ("prompt_tps", "gen_tps")}
+                        for mine in ("portable", "shipped") if mine in summary and other in summary}
     return summary
 
 
 def table(summary: dict) -> str:
     lines = ["| build | prompt tokens/s | generated tokens/s | llama.cpp CPU features |", "|---|---|---|---|"]
-    for build in ("portable", summary["other"]):
+    for build in ("portable", "shipped", summary["other"]):
+        if build == "shipped" and build not in summary:
+            continue  # no CPU variant fits this machine: the child runs the portable build
         if build not in summary:
             lines.append(f"| {build} | crashed: {summary['crashes']} | | |")
             continue
         r = summary[build]
         feats = " ".join(p.split("=")[0].strip() for p in r["system_info"].replace(":", "|").split("|")
                          if p.strip().endswith("= 1"))
-        lines.append(f"| {build} | {r['prompt_tps']:.1f} | {r['gen_tps']:.1f} | {feats} |")
-    ratio = summary.get("ratio")
-    if ratio is None:
-        return "\n".join(lines)
-    lines.append(f"\nportable / {summary['other']}: prompt {ratio['prompt_tps']:.2f}, generation {ratio['gen_tps']:.2f} "
-                 f"(qwen2.5-1.5b Q4_K_M, {os.cpu_count()} threads, median of {2 * REPEATS} runs each).")
+        name = f"shipped ({summary['shipped_variant']} variant)" if build == "shipped" else build
+        lines.append(f"| {name} | {r['prompt_tps']:.1f} | {r['gen_tps']:.1f} | {feats} |")
+    for pair, ratio in summary["ratio"].items():
+        lines.append(f"\n{pair}: prompt {ratio['prompt_tps']:.2f}, generation {ratio['gen_tps']:.2f} "
+                     f"(qwen2.5-1.5b Q4_K_M, {os.cpu_count()} threads, median of {2 * REPEATS} runs each).")
     return "\n".join(lines)
 
 
