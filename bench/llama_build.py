@@ -3,6 +3,7 @@ llama-cpp-python, side by side in one run, same model and prompt.
 
     python -m bench.llama_build                 native: `-DGGML_NATIVE=ON`, compiled for this machine's CPU
     python -m bench.llama_build avx512          the avx512 CPU variant's flags (AVX-512 + VBMI/VNNI, no AMX)
+    python -m bench.llama_build native-avx2     native code generation with AVX-512 off (a CPU without it)
 
 Three rows: "portable" is the wheel `make setup` installs, alone; "shipped" is what the LLM child runs on this
 machine, the same wheel with the CPU variant rag.cpu_variants picks for this CPU (the portable one again
@@ -40,8 +41,15 @@ def cpu_key() -> str:
 
 
 # The other builds: a native one, and each CPU variant `make setup` ships (rag/cpu_variants.py), here as a
-# whole wheel with the same instruction-set flags.
-BUILDS = {"native": "-DGGML_NATIVE=ON", **{v.name: v.cmake_args for v in VARIANTS}}
+# whole wheel with the same instruction-set flags. "native-avx2" is a native build with AVX-512 switched off:
+# on a CPU with AVX-512 it stands in for a native build on an x86-64 CPU without it (the portable wheel's
+# kernels, compiled with -march=native code generation), where no CPU variant fits and the portable wheel runs.
+PORTABLE_FLAGS = ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON "
+                  "-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF")
+BUILDS = {"native": "-DGGML_NATIVE=ON",
+          "native-avx2": f"{PORTABLE_FLAGS} -DCMAKE_C_FLAGS='-march=native -mno-avx512f' "
+                         "-DCMAKE_CXX_FLAGS='-march=native -mno-avx512f'",
+          **{v.name: v.cmake_args for v in VARIANTS}}
 REPEATS = 3
 
 PROBE = r"""
