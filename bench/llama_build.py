@@ -44,6 +44,7 @@ def cpu_key() -> str:
 # whole wheel with the same instruction-set flags. "native-avx2" is a native build with AVX-512 switched off:
 # on a CPU with AVX-512 it stands in for a native build on an x86-64 CPU without it (the portable wheel's
 # kernels, compiled with -march=native code generation), where no CPU variant fits and the portable wheel runs.
+# PORTABLE_FLAGS are the instruction-set part of the Makefile's LLAMA_CMAKE_ARGS.
 PORTABLE_FLAGS = ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON "
                   "-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF")
 BUILDS = {"native": "-DGGML_NATIVE=ON",
@@ -138,7 +139,7 @@ def main(other: str = "native") -> dict:
                          "system_info": r["system_info"]} for b, r in results.items() if isinstance(r, dict)}
     summary["crashes"] = {b: r for b, r in results.items() if isinstance(r, list)}
     summary["other"] = other
-    summary["shipped_variant"] = variant
+    summary["shipped_variant"] = variant if variant_env is not None else ""  # "": the child runs the portable wheel
     summary["ratio"] = {f"{mine} / {other}": {k: summary[mine][k] / summary[other][k] for k in ("prompt_tps", "gen_tps")}
                         for mine in ("portable", "shipped") if mine in summary and other in summary}
     return summary
@@ -147,7 +148,7 @@ def main(other: str = "native") -> dict:
 def table(summary: dict) -> str:
     lines = ["| build | prompt tokens/s | generated tokens/s | llama.cpp CPU features |", "|---|---|---|---|"]
     for build in ("portable", "shipped", summary["other"]):
-        if build == "shipped" and build not in summary:
+        if build == "shipped" and not summary["shipped_variant"]:
             continue  # no CPU variant fits this machine: the child runs the portable build
         if build not in summary:
             lines.append(f"| {build} | crashed: {summary['crashes']} | | |")
