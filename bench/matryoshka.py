@@ -22,7 +22,7 @@ import numpy as np
 
 from bench.common import read_jsonl, use_bench_settings
 from bench.datasets import CACHE
-from bench.retrieval import SETS, use_embedder
+from bench.retrieval import SETS, collection_name, use_embedder
 from rag.embedding import truncate as cut
 from rag.evaluate import retrieval_metrics
 
@@ -35,7 +35,7 @@ def run(name: str, article_weight: float) -> dict[str, dict[str, float]]:
     from rag.models import load_embedder
     from rag.store import Store
 
-    collection = f"bench-{name}-{EMBEDDER.replace(':', '-')}"
+    collection = collection_name(name, EMBEDDER)
     _, queries_path = SETS[name]()
     queries = read_jsonl(queries_path)
     store = Store()

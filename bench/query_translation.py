@@ -5,7 +5,8 @@ For each question of a Debian Reference direction (EmbeddingGemma int8 collectio
 it), four rankings side by side in one run: the original question (what newsrag ships), the translation
 alone, both merged per chunk by the higher fused score, and both merged by reciprocal rank (k=60). The
 translations are made once with the packaged qwen2.5-1.5b (greedy) and kept in
-bench/cache/translations-<set>.json, with their time.
+bench/cache/translations-<set>.json; the translation time is reported by the run that makes them (a re-run
+from the kept file has none to report).
 
     python -m bench.query_translation debian-ref-en2de debian-ref-de2en
 
@@ -22,7 +23,7 @@ import time
 
 from bench.common import read_jsonl, use_bench_settings
 from bench.datasets import CACHE, debian_reference
-from bench.retrieval import use_embedder
+from bench.retrieval import collection_name, use_embedder
 
 EMBEDDER = "embeddinggemma-300m:int8"
 TARGET = {"en2de": ("German", "de"), "de2en": ("English", "en")}
@@ -61,7 +62,7 @@ def run(name: str) -> dict:
     corpus, queries_path = debian_reference(direction)
     queries = read_jsonl(queries_path)
     use_embedder(EMBEDDER)
-    collection = f"bench-{name}-{EMBEDDER.replace(':', '-')}"
+    collection = collection_name(name, EMBEDDER)
     ingest([corpus], collection=collection, progress=True)
     translated, seconds = translations(queries, name, target)
     ranked: dict[str, list[list[str]]] = {"original (shipped)": [], "translation only": [], "merged, max score": [],

@@ -55,6 +55,12 @@ def use_embedder(spec: str) -> None:
     reset_settings()
 
 
+def collection_name(name: str, embedder: str) -> str:
+    """The bench collection of a set embedded with one embedder: the e5 collections keep their old names (re-runs
+    find them ingested), others get their own (bench.matryoshka and bench.query_translation read them too)."""
+    return f"bench-{name}" if embedder == E5 else f"bench-{name}-{embedder.replace(':', '-')}"
+
+
 def run_embedder(name: str, embedder: str, corpus_path: Path, queries: list[dict],
                  records: list[dict]) -> tuple[dict[str, list[list[str]]], dict[str, float]]:
     """newsrag (hybrid), newsrag dense only and whole-article dense with one embedder."""
@@ -62,8 +68,7 @@ def run_embedder(name: str, embedder: str, corpus_path: Path, queries: list[dict
     from rag.retrieval import collapse, hybrid_search, retrieve
 
     use_embedder(embedder)
-    # The e5 collections keep their old names (re-runs find them ingested); others get their own.
-    collection = f"bench-{name}" if embedder == E5 else f"bench-{name}-{embedder.replace(':', '-')}"
+    collection = collection_name(name, embedder)
     ranked: dict[str, list[list[str]]] = {}
     from rag.store import Store
 
