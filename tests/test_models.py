@@ -182,3 +182,20 @@ def test_int8_embedder_is_close_to_fp32_and_says_so():
     cos = np.sum(fp32.embed_passages(texts) * int8.embed_passages(texts), axis=1)
     assert cos.min() > 0.95
     assert fp32.signature.endswith(":fp32") and int8.signature.endswith(":int8")  # never mixed in one collection
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_optimised_graph_is_provisioned_and_gives_the_plain_graphs_vectors(precision: str):
+    import onnxruntime as ort
+
+    from rag.models import Embedder, onnx_file
+
+    folder = embedder_dir()
+    emb = Embedder(str(folder), threads=2, precision=precision)
+    assert emb.graph_file is not None and emb.graph_file.name.endswith(f".opt-ort{ort.__version__}.onnx")
+    plain = Embedder(str(folder), threads=2, precision=precision)
+    plain.session = ort.InferenceSession(str(onnx_file(folder, precision)), providers=["CPUExecutionProvider"])
+    for fn in ("embed_queries", "embed_passages"):
+        a = getattr(emb, fn)(SENTENCES, cache=False)
+        b = getattr(plain, fn)(SENTENCES, cache=False)
+        assert float((a * b).sum(1).min()) > 0.9999
