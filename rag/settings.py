@@ -73,6 +73,13 @@ class Settings(BaseSettings):
         "or auto: what bench/RESULTS.md chose per packaged model (e5-small fp32, EmbeddingGemma int8; fp32 otherwise)."
     )
 
+    scorer_precision: Literal["fp32", "int8"] = Field(
+        "int8", description="Precision of the multilingual-e5-small graph that scores answers (relevance, evidence, "
+        "citation checks; rag.models.load_scorer). int8 reached the first token 0.34 s sooner on the answer bench "
+        "with the same refusals and wrong-but-verified count; 2 of 91 fewer right answers, within what any "
+        "change to the evidence moves (bench/RESULTS.md, stop 27)."
+    )
+
     # remote embedding (an OpenAI-compatible /v1/embeddings server: Text Embeddings Inference, Infinity, vLLM,
     # Ollama, llama.cpp server, or another machine's `rag serve`)
     embed_provider: Literal["local", "openai"] = Field(

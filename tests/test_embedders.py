@@ -169,12 +169,15 @@ def test_corrupted_part_fails_its_checksum_and_names_the_fix(tmp_path: Path):
 
 
 def test_answers_score_with_the_calibrated_embedder_whatever_retrieves():
-    from rag.models import load_scorer
+    from rag.models import load_embedder, load_scorer
 
     e5 = load_scorer(Settings())
-    assert e5.signature == "multilingual-e5-small:384:fp32"
+    assert e5.signature == "multilingual-e5-small:384:int8"  # RAG_SCORER_PRECISION's default
     assert load_scorer(Settings(embed_model=GEMMA, embed_precision="int8")) is e5
     assert load_scorer(Settings(embed_dim=128)) is e5  # truncated vectors are another scale too
+    assert load_scorer(Settings(embed_precision="int8")) is load_embedder(Settings(embed_precision="int8"))
+    fp32 = load_scorer(Settings(scorer_precision="fp32"))
+    assert fp32.signature == "multilingual-e5-small:384:fp32" and fp32 is load_embedder(Settings())
 
 
 def test_missing_packaged_embedder_names_the_fetch_command(tmp_path: Path):

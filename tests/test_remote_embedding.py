@@ -83,7 +83,8 @@ def test_remote_vectors_equal_the_local_embedders(remote):
 
     emb, local = load_embedder(), local_e5()
     assert isinstance(emb, RemoteEmbedder) and emb.signature == f"openai:{E5}:384:remote"
-    assert load_scorer() is local  # answers are still scored with the local, calibrated e5
+    scorer = load_scorer()  # answers are still scored with the local, calibrated e5 (RAG_SCORER_PRECISION)
+    assert not isinstance(scorer, RemoteEmbedder) and scorer.signature == f"{E5}:384:int8"
     assert (emb.query_prefix, emb.passage_prefix) == ("query: ", "passage: ")  # the packaged model's prompts
     assert emb.max_tokens == local.max_tokens and emb.count_tokens(SENTENCES) == local.count_tokens(SENTENCES)
     for fn in ("embed_queries", "embed_passages"):
