@@ -90,32 +90,36 @@ def growth_latency(targets: tuple[int, ...] = (1000, 5000, 20000)) -> dict:
     """Grow one collection from nothing with the full NewsArticles set and the Bundestag speeches
     (real texts through the real ingest pipeline) and measure retrieval latency when it passes each
     target size and at the end. To fit `make bench` into 40 minutes, chunks are embedded from their
-    first HEAD_TOKENS tokens (real e5 vectors of real text, ~5x faster than full 512-token windows);
+    first HEAD_TOKENS tokens, by the retrieval embedder and the answer scorer (real vectors of real text,
+    ~5x faster than full 512-token windows);
     the stored texts, BM25 index and metadata are complete, and latency does not depend on how much
     of a chunk its vector saw."""
     import resource
 
     from bench.datasets import growth_parts
     from ingest.pipeline import ingest
-    from rag.models import load_embedder
+    from rag.models import load_embedder, load_scorer
     from rag.store import Store
 
     store, name = Store(), "bench-growth"
     if store.exists(name):
         store.delete_collection(name)
     emb = load_embedder()
+    # the answer scorer's chunk vectors too (RAG_INGEST_SCORER_VECTORS): stored as a full answer needs them
+    scorer = load_scorer()
     queries = latency_queries()
     rows, pending = [], list(targets)
     chunks, ingest_seconds = 0, 0.0
     parts = growth_parts()
     for i, part in enumerate(parts):
-        emb.encode_tokens = HEAD_TOKENS
+        emb.encode_tokens = scorer.encode_tokens = HEAD_TOKENS
         try:
             t = time.perf_counter()
             ingest([part], collection=name, progress=False)
             ingest_seconds += time.perf_counter() - t
         finally:
             emb.encode_tokens = emb.max_tokens
+            scorer.encode_tokens = scorer.max_tokens
         chunks = store.chunk_count(name)
         last = i == len(parts) - 1
         if (pending and chunks >= pending[0]) or last:

@@ -6,6 +6,10 @@ Reports how far the int8 cosines sit from fp32's, how many decisions at the thre
 RAG_EXTRACTIVE_MIN_SCORE, RAG_VERIFY_THRESHOLD) flip, and the time each graph took for the same texts.
 The answers themselves: `RAG_SCORER_PRECISION=fp32|int8 python -m bench.answer_quality --only local`.
 
+Then what storing the scorer's chunk vectors at ingest (RAG_INGEST_SCORER_VECTORS) costs: the retrieval
+embedder's pass and the scorer's pass over the same SAMPLE chunks of the answer-set collection, timed one
+after the other as ingest runs them.
+
     python -m bench.scorer_precision
 """
 
@@ -63,8 +67,35 @@ def main() -> None:
         print(f"| {name} ({len(a)}) | {a.mean():.4f} | {b.mean():.4f} | {diff.mean():+.4f} | "
               f"{np.median(abs(diff)):.4f} / {np.percentile(abs(diff), 95):.4f} / {abs(diff).max():.4f} | "
               f"{np.corrcoef(a, b)[0, 1]:.4f} | " + " | ".join(str(f) for f in flips) + " |")
+    cost = ingest_cost()
     out = BENCH_DATA.parent / "scorer-precision.json"
-    out.write_text(json.dumps({"fp32_s": fp32_time, "int8_s": int8_time, **rows}, indent=1))
+    out.write_text(json.dumps({"fp32_s": fp32_time, "int8_s": int8_time, **rows, "ingest": cost}, indent=1))
+
+
+def ingest_cost(sample: int = 300) -> dict[str, float]:
+    from bench.answer_quality import COLLECTION
+    from bench.common import use_bench_settings
+    from rag.models import load_embedder, load_scorer
+    from rag.store import Store
+    from rag.text import embed_header, scorer_text
+
+    use_bench_settings()
+    chunks = []
+    for _, doc, meta in Store().iter_chunks(COLLECTION):
+        chunks.append((str(meta.get("title", "")), str(meta.get("date", "")), doc))
+        if len(chunks) == sample:
+            break
+    embedder, scorer = load_embedder(), load_scorer()
+    started = time.perf_counter()
+    embedder.embed_passages([f"{embed_header(t, d)}\n{doc}" if embed_header(t, d) else doc for t, d, doc in chunks])
+    retrieval_s = time.perf_counter() - started
+    started = time.perf_counter()
+    scorer.embed_passages([scorer_text(t, d, doc) for t, d, doc in chunks])
+    scorer_s = time.perf_counter() - started
+    print(f"ingest, {len(chunks)} chunks: {embedder.signature} {retrieval_s:.1f} s "
+          f"({len(chunks) / retrieval_s:.1f} chunks/s), {scorer.signature} {scorer_s:.1f} s "
+          f"({len(chunks) / scorer_s:.1f} chunks/s): +{scorer_s / retrieval_s:.0%} embedding time")
+    return {"chunks": len(chunks), "retrieval_s": retrieval_s, "scorer_s": scorer_s}
 
 
 if __name__ == "__main__":

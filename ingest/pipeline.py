@@ -28,9 +28,11 @@ from ingest.clean import clean_text, split_title
 from ingest.dedup import StoryGrouper
 from ingest.load import LOADERS, iter_files, load_file
 from rag.dates import date_ordinal, find_text_date, parse_date
+from rag.embedding import SCORER_FIELD, pack_vector
 from rag.errors import IngestError, NewsragError
 from rag.lang import detect_language
 from rag.settings import Settings, get_settings
+from rag.text import scorer_text
 from rag.types import Article, ArticleRecord, Chunk, FailedFile, IngestReport
 
 DATELINE = re.compile(r"^\(([A-Z][A-Za-z0-9 .-]{1,24})\)\s*[-–—]\s*")
@@ -345,6 +347,19 @@ def _rebuild(paths: list[Path | str], name: str, sync: bool, progress: bool | Pr
     return report
 
 
+def ingest_scorer(embedder, settings: Settings):
+    """The answer scorer, when its chunk vectors are stored at ingest (RAG_INGEST_SCORER_VECTORS): answering
+    then reads them instead of embedding its candidates before the first token. None when the retrieval
+    embedder is the scorer (answering does not re-score then) or embeds on a server (an ingest machine that
+    uses one needs no local model; answering embeds the candidates it meets)."""
+    from rag.models import load_scorer
+
+    if not settings.ingest_scorer_vectors or settings.embed_provider != "local":
+        return None
+    scorer = load_scorer(settings)
+    return None if scorer is embedder else scorer
+
+
 def _write(store, name: str, todo: list[Article], grouper: StoryGrouper, embedder, settings: Settings,
            report: IngestReport, progress: bool | ProgressFn, now: str, shard: Shard | None = None) -> None:
     from tqdm import tqdm
@@ -355,11 +370,13 @@ def _write(store, name: str, todo: list[Article], grouper: StoryGrouper, embedde
                    position=shard[0])
     elif progress is True:
         bar = tqdm(total=len(todo), desc=f"ingest {name}", unit="article")
+    scorer = ingest_scorer(embedder, settings)
     done = 0
     for i in range(0, len(todo), settings.ingest_batch_articles):
         batch = todo[i : i + settings.ingest_batch_articles]
         ids: list[str] = []
         texts: list[str] = []
+        scorer_texts: list[str] = []
         docs: list[str] = []
         metas: list[dict[str, object]] = []
         records: dict[str, ArticleRecord] = {}
@@ -376,6 +393,7 @@ def _write(store, name: str, todo: list[Article], grouper: StoryGrouper, embedde
             for c in chunks:
                 ids.append(c.chunk_id)
                 texts.append(c.embed_text)
+                scorer_texts.append(scorer_text(article.title, article.date, c.text))
                 docs.append(c.text)
                 metas.append(chunk_metadata(article, c, len(chunks)))
             if chunks and settings.article_vectors:
@@ -389,6 +407,10 @@ def _write(store, name: str, todo: list[Article], grouper: StoryGrouper, embedde
                                   ("start", "end", "index", "document_id", "ref_doc_id")})
             records[article.doc_id] = manifest_record(article, now, n_chunks=len(chunks), minhash=signature)
         vectors = embedder.embed_passages(texts, batch_size=settings.embed_batch_size)
+        if scorer is not None:
+            scorer_vectors = scorer.embed_passages(scorer_texts, batch_size=settings.embed_batch_size)
+            for meta, vec in zip(metas, scorer_vectors, strict=True):
+                meta[SCORER_FIELD] = pack_vector(scorer.signature, vec)
         store.upsert_chunks(name, ids, vectors.tolist(), docs, metas)
         if doc_ids:
             store.upsert_docs(name, doc_ids, embedder.embed_passages(doc_texts, batch_size=8).tolist(), doc_metas)

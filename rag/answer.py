@@ -132,15 +132,23 @@ def gather_evidence(question: str, query: str, lang: str, collection: str | None
 
 def rescore_passages(passages: list[Passage], query: str, scorer, n: int) -> None:
     """Dense scores of the best n passages on the scorer's calibrated scale (the retrieval embedder is
-    another model); passages further down get none, so they never pass the relevance gate."""
-    from rag.text import embed_header
+    another model); passages further down get none, so they never pass the relevance gate. A chunk's scorer
+    vector stored at ingest is used as it is; a chunk without one (ingested before, or by another scorer)
+    is embedded now, the same way."""
+    from rag.embedding import unpack_vector
+    from rag.text import scorer_text
 
     top = passages[:n]
     if top:
         qvec = scorer.embed_queries([query])[0]
-        texts = [f"{embed_header(str(p.metadata.get('title', '')), str(p.metadata.get('date', '')))}\n{p.text}"
-                 for p in top]
-        for p, vec in zip(top, scorer.embed_passages(texts, cache=True), strict=True):
+        vectors = [unpack_vector(p.scorer_vector, scorer.signature) for p in top]
+        missing = [i for i, vec in enumerate(vectors) if vec is None]
+        if missing:
+            texts = [scorer_text(str(top[i].metadata.get("title", "")), str(top[i].metadata.get("date", "")),
+                                 top[i].text) for i in missing]
+            for i, vec in zip(missing, scorer.embed_passages(texts, cache=True), strict=True):
+                vectors[i] = vec
+        for p, vec in zip(top, vectors, strict=True):
             p.dense_score = float(vec @ qvec)
     for p in passages[n:]:
         p.dense_score = None

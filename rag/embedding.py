@@ -25,6 +25,33 @@ def truncate(vectors: np.ndarray, dim: int) -> np.ndarray:
     return kept / np.maximum(np.linalg.norm(kept, axis=1, keepdims=True), 1e-12)
 
 
+# The chunk metadata field that holds the answer scorer's vector of a chunk, written at ingest (Chroma keeps one
+# vector per record, and the chunk's is the retrieval embedder's). It comes back with the chunk from every
+# query, so answering reads it instead of re-embedding the chunk before the first token.
+SCORER_FIELD = "_scorer_vector"
+
+
+def pack_vector(signature: str, vector: np.ndarray) -> str:
+    """A vector as metadata text: the embedder's signature, "|", its float32 bytes in base64 (Chroma metadata
+    holds strings and numbers, not arrays; float32 keeps the vector exactly as the model made it)."""
+    import base64
+
+    import numpy as np
+
+    return f"{signature}|{base64.b64encode(np.asarray(vector, dtype='<f4').tobytes()).decode('ascii')}"
+
+
+def unpack_vector(value: object, signature: str) -> np.ndarray | None:
+    """The vector pack_vector wrote, or None when there is none or another embedder made it."""
+    import base64
+
+    import numpy as np
+
+    if not isinstance(value, str) or not value.startswith(signature + "|"):
+        return None
+    return np.frombuffer(base64.b64decode(value[len(signature) + 1 :]), dtype="<f4")
+
+
 class EmbedderBase:
     name: str  # the model (a folder, an id, or the remote model name)
     full_dim: int  # what the model outputs; dim may keep fewer (Matryoshka)

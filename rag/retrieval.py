@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.embedding import SCORER_FIELD
 from rag.settings import Settings, get_settings
 from rag.types import Filters, Passage
 
@@ -75,14 +76,15 @@ def hybrid_search(
                              "dense": float(np.dot(np.asarray(emb), qvec))}
     fused = fuse_scores(info, bm25_scores, query_lang, {cid for cid, _, _, _ in dense}, doc_cos,
                         settings.article_weight)
-    passages = [
-        Passage(
-            doc_id=str(info[cid]["meta"].get("doc_id", "")), chunk_id=cid, text=info[cid]["text"],
-            score=score, dense_score=info[cid]["dense"], bm25_score=bm25_scores.get(cid),
-            metadata=info[cid]["meta"],
-        )
-        for cid, score in fused.items()
-    ]
+    passages = []
+    for cid, score in fused.items():
+        meta = info[cid]["meta"]
+        scorer_vector = meta.pop(SCORER_FIELD, "")  # not a field to show or to hand to llama-index
+        passages.append(Passage(
+            doc_id=str(meta.get("doc_id", "")), chunk_id=cid, text=info[cid]["text"], score=score,
+            dense_score=info[cid]["dense"], bm25_score=bm25_scores.get(cid), metadata=meta,
+            scorer_vector=scorer_vector if isinstance(scorer_vector, str) else "",
+        ))
     passages.sort(key=lambda p: -p.score)
     for rank, p in enumerate(passages, start=1):
         p.rank = rank

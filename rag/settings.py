@@ -73,6 +73,11 @@ class Settings(BaseSettings):
         "or auto: what bench/RESULTS.md chose per packaged model (e5-small fp32, EmbeddingGemma int8; fp32 otherwise)."
     )
 
+    ingest_scorer_vectors: bool = Field(
+        True, description="Store each chunk's answer-scorer (e5-small) vector at ingest, so answering does not embed "
+        "its candidates before the first token. Costs an e5 pass at ingest; off, or with RAG_EMBED_PROVIDER=openai, "
+        "answering embeds them per question (bench/RESULTS.md, stop 27)."
+    )
     scorer_precision: Literal["fp32", "int8"] = Field(
         "int8", description="Precision of the multilingual-e5-small graph that scores answers (relevance, evidence, "
         "citation checks; rag.models.load_scorer). int8 reached the first token 0.34 s sooner on the answer bench "

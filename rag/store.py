@@ -1,7 +1,8 @@
 """Chroma, embedded (PersistentClient) or a server (HttpClient), and the collections newsrag keeps there.
 
 Each corpus is three Chroma collections:
-- `NAME`: one record per chunk (embedding, chunk text, article metadata, span);
+- `NAME`: one record per chunk (embedding, chunk text, article metadata, span, and the answer scorer's
+  vector of the chunk as text in `_scorer_vector`, rag.embedding.pack_vector);
 - `NAME__docs`: one vector per article (title and lead up to the embedder's window), with the chunks'
   filter fields, for article-level dense retrieval (collections made before it existed lack it);
 - `NAME__articles`: the ingest manifest, one record per article (hash, chunk count,

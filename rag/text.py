@@ -75,3 +75,9 @@ def embed_header(title: str, date: str | None) -> str:
     if date:
         parts.append(date[:10])
     return "\n".join(p for p in parts if p)
+
+
+def scorer_text(title: str, date: str | None, text: str) -> str:
+    """What the answer scorer reads for a chunk: its header and text, the same at ingest (stored vectors) and
+    when answering re-embeds a chunk that has none."""
+    return f"{embed_header(title, date)}\n{text}"

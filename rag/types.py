@@ -87,6 +87,10 @@ class Passage(BaseModel):
     dense_score: float | None = None
     bm25_score: float | None = None
     metadata: dict[str, object] = Field(default_factory=dict)
+    scorer_vector: str = Field(
+        "", exclude=True, repr=False,
+        description="The answer scorer's vector of this chunk as stored at ingest (rag.embedding.pack_vector), or ''.",
+    )
 
     @property
     def title(self) -> str:

@@ -344,3 +344,40 @@ def test_collection_records_its_embedder_and_refuses_another(data_dir, seed_copy
         ingest([seed_copy], collection="emb")
     assert ingest([seed_copy], collection="emb", rebuild=True).chunks_written > 0  # re-embedded with the current one
     assert store.embedder_of("emb") == load_embedder().signature and retrieve("Putin", collection="emb")
+
+
+def test_scorer_vectors_stored_at_ingest_are_the_ones_answering_would_compute(data_dir, seed_copy):
+    """Each chunk carries the answer scorer's vector (RAG_INGEST_SCORER_VECTORS); answering reads it instead of
+    re-embedding the chunk, with the same score. Passages shown or handed on never carry it."""
+    import numpy as np
+
+    from rag.answer import rescore_passages
+    from rag.embedding import SCORER_FIELD, unpack_vector
+    from rag.models import load_scorer
+    from rag.retrieval import hybrid_search
+    from rag.settings import Settings
+    from rag.text import scorer_text
+
+    ingest([seed_copy], collection="scored")
+    scorer = load_scorer()
+    chunks = list(Store().iter_chunks("scored"))
+    assert chunks
+    stored_vecs = np.stack([unpack_vector(meta[SCORER_FIELD], scorer.signature) for _, _, meta in chunks])
+    fresh = scorer.embed_passages([scorer_text(meta["title"], meta["date"], doc) for _, doc, meta in chunks])
+    assert float((stored_vecs * fresh).sum(1).min()) > 0.9999
+    question = "Wann traf Lawrow Choe Son-hui?"
+    passages = hybrid_search(question, collection="scored")
+    assert passages[0].scorer_vector and SCORER_FIELD not in passages[0].metadata
+    assert "scorer_vector" not in passages[0].model_dump()
+    recomputed = [p.model_copy(update={"scorer_vector": ""}) for p in passages]
+    rescore_passages(passages, question, scorer, 4)
+    rescore_passages(recomputed, question, scorer, 4)
+    # int8 graphs quantise activations per batch, so a chunk embedded with other chunks at ingest and with
+    # the other candidates here differ slightly (fp32 vs int8 differs ~5x more: bench/RESULTS.md, stop 27)
+    for a, b in zip(passages[:4], recomputed[:4], strict=True):
+        assert abs(a.dense_score - b.dense_score) < 0.004
+    # another scorer (here: fp32) finds no vector of its own and embeds the chunk, as before
+    assert unpack_vector(passages[0].scorer_vector, load_scorer(Settings(scorer_precision="fp32")).signature) is None
+
+    ingest([seed_copy], collection="unscored", settings=Settings(ingest_scorer_vectors=False))
+    assert all(SCORER_FIELD not in meta for _, _, meta in Store().iter_chunks("unscored"))
