@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import read_jsonl, use_bench_settings
+from bench.common import SEED_DIR, read_jsonl, use_bench_settings
 
 QUESTIONS = [q for q in read_jsonl(Path(__file__).resolve().parent.parent / "tests" / "data" / "seed_qa.jsonl")
              if not q.get("unanswerable")]
@@ -164,7 +164,6 @@ def answer_eval(collection: str) -> dict[str, dict]:
 def main() -> dict:
     from ingest.pipeline import ingest
     from rag.store import Store
-    from tests.conftest import SEED_DIR
 
     use_bench_settings()
     out: dict = {}

@@ -11,6 +11,9 @@ from pathlib import Path
 from bench.datasets import CACHE
 
 BENCH_DATA = CACHE / "data"
+# The seed article as the tests keep it (not imported from tests/conftest.py: importing that sets the tests'
+# RAG_EMBED_MODEL for the rest of the process).
+SEED_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "seed"
 
 
 def use_bench_settings() -> None:

@@ -59,12 +59,11 @@ def child_ttft(model, messages) -> float:
 def main() -> dict:
     from llama_cpp import Llama
 
-    from bench.common import use_bench_settings
+    from bench.common import SEED_DIR, use_bench_settings
     from ingest.pipeline import ingest
     from rag.llm import LocalLLM
     from rag.models import llm_model_file
     from rag.settings import get_settings
-    from tests.conftest import SEED_DIR
 
     use_bench_settings()
     ingest([SEED_DIR], collection="bench-isolation")

@@ -164,13 +164,26 @@ def main(names: list[str] | None = None, embedders: list[str] | None = None) -> 
     if unknown:
         raise SystemExit(f"unknown set(s) {', '.join(unknown)}; choose from: {', '.join(SETS)}")
     out = {}
-    for name in names:
-        corpus, queries = SETS[name]()
-        res = run(name, corpus, queries, embedders)
-        key = name if not embedders or embedders == [E5] else f"{name} [{', '.join(embedders)}]"
-        out[key] = res
-        print(table(key, res), "\n", flush=True)
-        save(key, res)  # after each set: a run stopped half-way keeps the sets it finished
+    # run() switches the embedder through the environment; what runs after this (`make bench`'s answer part)
+    # must find the one it was started with
+    saved = {k: os.environ.get(k) for k in ("RAG_EMBED_MODEL", "RAG_EMBED_PRECISION")}
+    try:
+        for name in names:
+            corpus, queries = SETS[name]()
+            res = run(name, corpus, queries, embedders)
+            key = name if not embedders or embedders == [E5] else f"{name} [{', '.join(embedders)}]"
+            out[key] = res
+            print(table(key, res), "\n", flush=True)
+            save(key, res)  # after each set: a run stopped half-way keeps the sets it finished
+    finally:
+        from rag.settings import reset_settings
+
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_settings()
     print(f"results written to {RESULTS_JSON}")
     return out
 
