@@ -169,11 +169,13 @@ def fetch_embedder(settings: Settings | None = None, name: str | None = None, pr
         quantize_onnx(folder)
     import onnxruntime as ort
 
-    # The graphs newsrag loads unless told otherwise: the model's default precision, and both of e5's (it
-    # retrieves in fp32 when chosen, and scores answers in RAG_SCORER_PRECISION).
-    for precision in sorted({spec.precision} | ({"fp32", "int8"} if name == SCORER_EMBEDDER else set())):
-        if not optimized_onnx_file(onnx_file(folder, precision), ort.__version__).is_file():
-            optimize_onnx(onnx_file(folder, precision))
+    # The int8 graphs newsrag loads by default: EmbeddingGemma retrieves with one, e5 scores answers with one.
+    # fp32 graphs stay plain: e5's optimised fp32 graph opened no sooner and embedded a question in ~10 ms
+    # instead of ~7 (bench/RESULTS.md, stop 27).
+    if spec.precision == "int8" or name == SCORER_EMBEDDER:
+        graph = onnx_file(folder, "int8")
+        if not optimized_onnx_file(graph, ort.__version__).is_file():
+            optimize_onnx(graph)
     if not spec.package and checked_sentencepiece(folder) is None:
         write_sentencepiece(folder)  # loads faster than tokenizer.json (rag.tokenizer); optional
     return folder

@@ -184,13 +184,13 @@ def test_int8_embedder_is_close_to_fp32_and_says_so():
     assert fp32.signature.endswith(":fp32") and int8.signature.endswith(":int8")  # never mixed in one collection
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_optimised_graph_is_provisioned_and_gives_the_plain_graphs_vectors(precision: str):
+def test_optimised_int8_graph_is_provisioned_and_gives_the_plain_graphs_vectors():
     import onnxruntime as ort
 
     from rag.models import Embedder, onnx_file
 
-    folder = embedder_dir()
+    folder, precision = embedder_dir(), "int8"
+    assert Embedder(str(folder), threads=2, precision="fp32").graph_file == onnx_file(folder)  # fp32: plain
     emb = Embedder(str(folder), threads=2, precision=precision)
     assert emb.graph_file is not None and emb.graph_file.name.endswith(f".opt-ort{ort.__version__}.onnx")
     plain = Embedder(str(folder), threads=2, precision=precision)
