@@ -384,9 +384,10 @@ def quantize_onnx(folder: Path) -> Path:
 def optimize_onnx(graph: Path) -> Path:
     """The graph rewritten by onnxruntime's platform-independent optimisations (ORT_ENABLE_EXTENDED: fused
     attention, layer norm and quantised matrix products), saved once. A new process reads it instead of the
-    plain graph and skips most of that rewriting: EmbeddingGemma int8's session took 0.7 s instead of 1.05-1.5 s
-    on 2 cores, with the same vectors (bench/RESULTS.md, stop 27; used for the int8 graphs only). The layout rewrites of ORT_ENABLE_ALL
-    depend on the CPU's instruction set, so they are left to each load, which still applies them."""
+    plain graph and skips most of that rewriting: EmbeddingGemma int8's session took 0.7 s instead of
+    1.05-1.5 s on 2 cores, with the same vectors (bench/RESULTS.md, stop 27; used for the int8 graphs only).
+    The layout rewrites of ORT_ENABLE_ALL depend on the CPU's instruction set, so they are left to each load,
+    which still applies them."""
     import onnxruntime as ort
 
     target = optimized_onnx_file(graph, ort.__version__)
