@@ -229,7 +229,8 @@ class Embedder(EmbedderBase):
         folder = Path(name_or_path)
         graph = onnx_file(folder, precision)
         if precision == "int8" and not graph.is_file():
-            raise ModelMissingError(f"RAG_EMBED_PRECISION=int8 needs {graph}: {FIX_HINT}")
+            raise ModelMissingError(f"the int8 graph {graph} is missing (RAG_EMBED_PRECISION=int8, and the answer "
+                                    f"scorer with RAG_SCORER_PRECISION=int8, load it): {FIX_HINT}")
         if backend == "onnx" and graph.is_file():
             import onnxruntime as ort
 

@@ -199,3 +199,17 @@ def test_optimised_int8_graph_is_provisioned_and_gives_the_plain_graphs_vectors(
         a = getattr(emb, fn)(SENTENCES, cache=False)
         b = getattr(plain, fn)(SENTENCES, cache=False)
         assert float((a * b).sum(1).min()) > 0.9999
+
+
+def test_missing_int8_graph_of_the_scorer_names_the_file_and_the_fix(tmp_path: Path):
+    from rag.models import Embedder, onnx_file
+
+    folder = tmp_path / "multilingual-e5-small"  # the provisioned model without its int8 graphs (linked)
+    (folder / "onnx").mkdir(parents=True)
+    for item in embedder_dir().iterdir():
+        if item.name != "onnx":
+            (folder / item.name).symlink_to(item)
+    onnx_file(folder).symlink_to(onnx_file(embedder_dir()))
+    with pytest.raises(ModelMissingError, match=r"newsrag-pooled-int8\.onnx is missing.*RAG_SCORER_PRECISION.*fetch"):
+        Embedder(str(folder), precision="int8")
+    assert Embedder(str(folder), precision="fp32").graph_file == onnx_file(folder)
