@@ -17,8 +17,8 @@ SEED_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "seed"
 
 
 def use_bench_settings() -> None:
+    from rag.chroma_client import forget_clients
     from rag.settings import reset_settings
-    from rag.store import forget_clients
 
     os.environ["RAG_DATA_DIR"] = str(BENCH_DATA)
     reset_settings()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rag.dates import date_ordinal
 from rag.text import embed_header, split_sentences
 from rag.types import Article, Chunk, chunk_id
 
@@ -100,3 +101,17 @@ def _fit_long(text: str, spans: list[tuple[int, int]], count_tokens: Callable[[l
             mid = (s + e) // 2
             final.extend(_fit_long(text, [(s, mid), (mid, e)], count_tokens, window))
     return final
+
+
+def chunk_metadata(article: Article, chunk: Chunk, n_chunks: int) -> dict[str, object]:
+    """A chunk's Chroma metadata: newsrag's fields, plus the node fields llama-index's ChromaVectorStore reads."""
+    from rag.llamaindex import chroma_node_fields
+
+    meta: dict[str, object] = {
+        "doc_id": article.doc_id, "title": article.title, "date": article.date or "",
+        "date_ord": date_ordinal(article.date), "source": article.source, "url": article.url,
+        "lang": article.lang, "author": article.author, "group_id": article.group_id,
+        "content_hash": article.content_hash, "start": chunk.start, "end": chunk.end,
+        "index": chunk.index, "n_chunks": n_chunks,
+    }
+    return {**chroma_node_fields(chunk.chunk_id, article.doc_id, meta, chunk.start, chunk.end), **meta}

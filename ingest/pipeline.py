@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ingest.chunk import chunk_article, chunk_header
+from ingest.chunk import chunk_article, chunk_header, chunk_metadata
 from ingest.clean import clean_text, split_title
 from ingest.dedup import StoryGrouper
 from ingest.load import LOADERS, iter_files, load_file
@@ -33,7 +33,7 @@ from rag.errors import IngestError, NewsragError
 from rag.lang import detect_language
 from rag.settings import Settings, get_settings
 from rag.text import scorer_text
-from rag.types import Article, ArticleRecord, Chunk, FailedFile, IngestReport
+from rag.types import Article, ArticleRecord, FailedFile, IngestReport
 
 DATELINE = re.compile(r"^\(([A-Z][A-Za-z0-9 .-]{1,24})\)\s*[-–—]\s*")
 ProgressFn = Callable[[int, int, str], None]
@@ -104,20 +104,6 @@ def content_hash(article: Article) -> str:
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(" ".join(text.split()).lower().encode("utf-8")).hexdigest()
-
-
-def chunk_metadata(article: Article, chunk: Chunk, n_chunks: int) -> dict[str, object]:
-    """A chunk's Chroma metadata: newsrag's fields, plus the node fields llama-index's ChromaVectorStore reads."""
-    from rag.llamaindex import chroma_node_fields
-
-    meta: dict[str, object] = {
-        "doc_id": article.doc_id, "title": article.title, "date": article.date or "",
-        "date_ord": date_ordinal(article.date), "source": article.source, "url": article.url,
-        "lang": article.lang, "author": article.author, "group_id": article.group_id,
-        "content_hash": article.content_hash, "start": chunk.start, "end": chunk.end,
-        "index": chunk.index, "n_chunks": n_chunks,
-    }
-    return {**chroma_node_fields(chunk.chunk_id, article.doc_id, meta, chunk.start, chunk.end), **meta}
 
 
 def manifest_record(article: Article, now: str, n_chunks: int = 0, minhash: str = "",

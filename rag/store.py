@@ -14,12 +14,12 @@ Keeping the manifest in Chroma (not in a local file) lets several processes shar
 from __future__ import annotations
 
 import re
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+from rag.chroma_client import get_client, unavailable_error
 from rag.errors import CollectionNotFoundError, EmbedderMismatchError, NewsragError, StoreUnavailableError
 from rag.settings import Settings, get_settings
 from rag.types import ArticleRecord, chunk_id
@@ -31,8 +31,6 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,60}[A-Za-z0-9]$")
 PAGE = 2000
 DIMENSION_MISMATCH = re.compile(r"expecting embedding with dimension of (\d+), got (\d+)")
 
-_clients: dict[tuple, Any] = {}
-_clients_lock = threading.Lock()
 
 
 def check_name(name: str) -> str:
@@ -57,57 +55,6 @@ def clean_metadata(meta: dict[str, Any]) -> dict[str, str | int | float | bool]:
         else:
             out[key] = str(value)
     return out
-
-
-def _wrap(exc: Exception, settings: Settings) -> StoreUnavailableError:
-    where = (
-        f"the Chroma server at {settings.chroma_host}:{settings.chroma_port}"
-        if settings.chroma_host
-        else f"the embedded Chroma store at {settings.chroma_dir}"
-    )
-    return StoreUnavailableError(f"{where} is unavailable ({type(exc).__name__}: {exc}). "
-                                 + ("Is `chroma run` up?" if settings.chroma_host else ""))
-
-
-def get_client(settings: Settings | None = None):
-    settings = settings or get_settings()
-    key = (settings.chroma_host, settings.chroma_port, str(settings.chroma_dir))
-    with _clients_lock:
-        if key in _clients:
-            return _clients[key]
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        try:
-            if settings.chroma_host:
-                chroma_settings = ChromaSettings(anonymized_telemetry=False)
-                headers = {}
-                if settings.chroma_token is not None:
-                    token = settings.chroma_token.get_secret_value()
-                    headers = {"Authorization": f"Bearer {token}"}
-                client = chromadb.HttpClient(
-                    host=settings.chroma_host, port=settings.chroma_port, ssl=settings.chroma_ssl,
-                    headers=headers, settings=chroma_settings,
-                )
-                client.heartbeat()
-            else:
-                from filelock import FileLock
-
-                settings.chroma_dir.mkdir(parents=True, exist_ok=True)
-                # Two processes creating a new embedded store at once race on its tables.
-                with FileLock(str(settings.chroma_dir.parent / ".chroma-init.lock")):
-                    client = chromadb.PersistentClient(
-                        path=str(settings.chroma_dir), settings=ChromaSettings(anonymized_telemetry=False)
-                    )
-        except Exception as exc:
-            raise _wrap(exc, settings) from exc
-        _clients[key] = client
-        return client
-
-
-def forget_clients() -> None:
-    with _clients_lock:
-        _clients.clear()
 
 
 def _not_found(exc: Exception) -> bool:
@@ -139,7 +86,7 @@ class Store:
                     f"this collection holds {found[1]}-dimension vectors, but the embedder in use "
                     f"({self.settings.embed_model}) makes {found[2]}: set RAG_EMBED_MODEL to the embedder that "
                     "made it, or re-embed it with `rag ingest --rebuild -c NAME`") from exc
-            raise _wrap(exc, self.settings) from exc
+            raise unavailable_error(exc, self.settings) from exc
 
     def chunks(self, name: str, create: bool = True):
         check_name(name)

@@ -23,8 +23,8 @@ os.environ.setdefault("RAG_EMBED_MODEL", "multilingual-e5-small")
 
 def use_settings(data_dir: Path, **env: str) -> None:
     """Point newsrag at data_dir (and more RAG_* values) for the current process."""
+    from rag.chroma_client import forget_clients
     from rag.settings import reset_settings
-    from rag.store import forget_clients
 
     os.environ["RAG_DATA_DIR"] = str(data_dir)
     for key, value in env.items():
@@ -40,8 +40,8 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "data"
     os.environ.clear()
     os.environ.update(saved)
+    from rag.chroma_client import forget_clients
     from rag.settings import reset_settings
-    from rag.store import forget_clients
 
     reset_settings()
     forget_clients()

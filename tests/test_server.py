@@ -89,9 +89,9 @@ def test_server_stopped_mid_ingest_then_rerun_loses_nothing(server, tmp_path):
 
 
 def test_questions_while_server_down_get_a_clear_error(server):
+    from rag.chroma_client import forget_clients
     from rag.errors import StoreUnavailableError
     from rag.retrieval import retrieve
-    from rag.store import forget_clients
 
     server.stop()
     forget_clients()
