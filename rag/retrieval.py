@@ -49,8 +49,7 @@ def hybrid_search(
     t1 = time.perf_counter()
     dense = store.query(name, qvec.tolist(), n, flt.where())
     t2 = time.perf_counter()
-    doc_hits = store.query_docs(name, qvec.tolist(), n, flt.where()) if settings.article_vectors else None
-    doc_cos = {doc: cos for doc, (cos, _) in doc_hits.items()} if doc_hits is not None else None
+    doc_cos = store.query_docs(name, qvec.tolist(), n, flt.where()) if settings.article_vectors else None
     index = keyword.get_index(store, name, settings)
     sparse = index.search(query, n, flt.mask(index), query_lang=query_lang)
     t3 = time.perf_counter()
@@ -64,12 +63,17 @@ def hybrid_search(
         got = store.chunks(name).get(ids=missing, include=["documents", "metadatas", "embeddings"])
         for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=False):
             info[cid] = {"text": doc or "", "meta": dict(meta or {}), "dense": float(np.dot(np.asarray(emb), qvec))}
-    if doc_hits:
+    if doc_cos:
         # Articles found only by their whole-article vector: their chunks become candidates too.
         have = {str(i["meta"].get("doc_id", "")) for i in info.values()}
-        new_docs = [d for d in doc_hits if d not in have]
-        for cid, doc, meta, emb in store.article_chunks(name, {d: doc_hits[d][1] for d in new_docs}):
-            info[cid] = {"text": doc, "meta": meta, "dense": float(np.dot(np.asarray(emb), qvec))}
+        new_docs = [d for d in doc_cos if d not in have]
+        if new_docs:
+            got = store.chunks(name).get(where={"doc_id": {"$in": new_docs}},
+                                         include=["documents", "metadatas", "embeddings"])
+            for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"],
+                                           strict=False):
+                info[cid] = {"text": doc or "", "meta": dict(meta or {}),
+                             "dense": float(np.dot(np.asarray(emb), qvec))}
     fused = fuse_scores(info, bm25_scores, query_lang, {cid for cid, _, _, _ in dense}, doc_cos,
                         settings.article_weight)
     passages = []

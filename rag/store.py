@@ -22,7 +22,7 @@ from typing import Any
 from rag.chroma_client import get_client, unavailable_error
 from rag.errors import CollectionNotFoundError, EmbedderMismatchError, NewsragError, StoreUnavailableError
 from rag.settings import Settings, get_settings
-from rag.types import ArticleRecord, chunk_id
+from rag.types import ArticleRecord
 
 ARTICLES_SUFFIX = "__articles"
 DOCS_SUFFIX = "__docs"
@@ -124,38 +124,14 @@ class Store:
         if col is not None and doc_ids:
             self._call(col.delete, ids=doc_ids)
 
-    def query_docs(self, name: str, embedding: list[float], n: int,
-                   where: dict | None) -> dict[str, tuple[float, list[str]]] | None:
-        """doc_id -> (cosine of its article vector, its chunk ids), best n (None when the collection has no
-        article vectors). The chunk ids come from the record's content_hash and n_chunks ([] when it lacks
-        them), so the chunks can be fetched by id: a `where doc_id $in` lookup of the same ~90 chunks took
-        11 ms of a 65 ms retrieval at 19k chunks (bench/RESULTS.md, stop 27)."""
+    def query_docs(self, name: str, embedding: list[float], n: int, where: dict | None) -> dict[str, float] | None:
+        """doc_id -> cosine of its article vector, best n (None when the collection has no article vectors)."""
         col = self.docs(name, create=False)
         if col is None:
             return None
         got = self._call(col.query, query_embeddings=[embedding], n_results=n, where=where or None,
-                         include=["distances", "metadatas"])
-        out: dict[str, tuple[float, list[str]]] = {}
-        for doc, dist, meta in zip(got["ids"][0], got["distances"][0], got["metadatas"][0], strict=False):
-            content_hash, n_chunks = (meta or {}).get("content_hash"), (meta or {}).get("n_chunks")
-            ids = ([chunk_id(doc, content_hash, i) for i in range(n_chunks)]
-                   if isinstance(content_hash, str) and content_hash and isinstance(n_chunks, int) else [])
-            out[doc] = (1.0 - float(dist), ids)
-        return out
-
-    def article_chunks(self, name: str, chunk_ids: dict[str, list[str]]) -> list[tuple[str, str, dict, Any]]:
-        """(chunk id, text, metadata, vector) of every chunk of the given articles: by id where query_docs
-        named them, by doc_id for articles whose record predates that."""
-        by_id = [cid for ids in chunk_ids.values() for cid in ids]
-        by_doc = [doc for doc, ids in chunk_ids.items() if not ids]
-        out = []
-        for lookup in ({"ids": by_id} if by_id else None, {"where": {"doc_id": {"$in": by_doc}}} if by_doc else None):
-            if lookup is None:
-                continue
-            got = self._call(self.chunks(name).get, **lookup, include=["documents", "metadatas", "embeddings"])
-            out += [(cid, doc or "", dict(meta or {}), emb) for cid, doc, meta, emb in
-                    zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=False)]
-        return out
+                         include=["distances"])
+        return {doc: 1.0 - float(dist) for doc, dist in zip(got["ids"][0], got["distances"][0], strict=False)}
 
     def exists(self, name: str) -> bool:
         # One lookup, not a listing: listing every collection cost ~9 ms per question at 40 collections.

@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-
-
-def chunk_id(doc_id: str, content_hash: str, index: int) -> str:
-    """A chunk's id: its article, the article's content and its place in it. Deterministic, so a re-run
-    upserts the same records, and retrieval can name an article's chunks from its record (content_hash and
-    n_chunks) without a metadata query."""
-    doc_key = hashlib.sha1(doc_id.encode("utf-8")).hexdigest()[:16]
-    return f"{doc_key}-{content_hash[:10]}-{index:04d}"
-
 
 # What ask_stream is doing, for a progress line (rag.answer.ask_stream's on_stage): searching the articles,
 # the model reading the sources (the wait before the first token), the claim check after the answer.

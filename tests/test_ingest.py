@@ -381,27 +381,3 @@ def test_scorer_vectors_stored_at_ingest_are_the_ones_answering_would_compute(da
 
     ingest([seed_copy], collection="unscored", settings=Settings(ingest_scorer_vectors=False))
     assert all(SCORER_FIELD not in meta for _, _, meta in Store().iter_chunks("unscored"))
-
-
-def test_article_vector_names_its_chunks_for_retrieval_to_fetch_by_id(data_dir, seed_copy):
-    """query_docs gives each article's chunk ids from its record, which are the ids stored, and retrieval
-    fetches them by id; a record without the fields (older collections) gives none, and the same chunks are
-    fetched by doc_id."""
-    from rag.models import load_embedder
-
-    ingest([seed_copy], collection="byid")
-    store = Store()
-    qvec = load_embedder().embed_queries(["Wann besucht Putin Nordkorea?"])[0].tolist()
-    hits = store.query_docs("byid", qvec, 5, None)
-    stored_ids = sorted(cid for cid, _, _ in store.iter_chunks("byid"))
-    assert list(hits) == [SEED_ID] and sorted(hits[SEED_ID][1]) == stored_ids
-    by_id = store.article_chunks("byid", {SEED_ID: hits[SEED_ID][1]})
-    by_doc = store.article_chunks("byid", {SEED_ID: []})
-    assert sorted(c[0] for c in by_id) == sorted(c[0] for c in by_doc) == stored_ids
-    assert all(len(c[3]) == 384 and c[1] and c[2]["doc_id"] == SEED_ID for c in by_id)
-    docs = store.docs("byid")
-    got = docs.get(ids=[SEED_ID], include=["metadatas", "embeddings"])
-    older = {k: v for k, v in got["metadatas"][0].items() if k not in ("n_chunks", "content_hash")}
-    docs.delete(ids=[SEED_ID])
-    docs.add(ids=[SEED_ID], embeddings=[got["embeddings"][0]], metadatas=[older])
-    assert store.query_docs("byid", qvec, 5, None)[SEED_ID][1] == []
