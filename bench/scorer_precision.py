@@ -75,6 +75,7 @@ def main() -> None:
 def ingest_cost(sample: int = 300) -> dict[str, float]:
     from bench.answer_quality import COLLECTION
     from bench.common import use_bench_settings
+    from ingest.chunk import chunk_embed_text
     from rag.models import load_embedder, load_scorer
     from rag.store import Store
     from rag.text import embed_header, scorer_text
@@ -87,7 +88,7 @@ def ingest_cost(sample: int = 300) -> dict[str, float]:
             break
     embedder, scorer = load_embedder(), load_scorer()
     started = time.perf_counter()
-    embedder.embed_passages([f"{embed_header(t, d)}\n{doc}" if embed_header(t, d) else doc for t, d, doc in chunks])
+    embedder.embed_passages([chunk_embed_text(embed_header(t, d), doc) for t, d, doc in chunks])
     retrieval_s = time.perf_counter() - started
     started = time.perf_counter()
     scorer.embed_passages([scorer_text(t, d, doc) for t, d, doc in chunks])

@@ -20,6 +20,11 @@ def chunk_header(article: Article) -> str:
     return embed_header(article.title, article.date)
 
 
+def chunk_embed_text(header: str, body: str) -> str:
+    """What the retrieval embedder reads for a chunk: its header (title, date), if any, then its text."""
+    return f"{header}\n{body}" if header else body
+
+
 def chunk_id(doc_id: str, content_hash: str, index: int) -> str:
     doc_key = hashlib.sha1(doc_id.encode("utf-8")).hexdigest()[:16]
     return f"{doc_key}-{content_hash[:10]}-{index:04d}"
@@ -64,7 +69,7 @@ def chunk_article(
         chunks.append(Chunk(
             chunk_id=chunk_id(article.doc_id, article.content_hash, index),
             doc_id=article.doc_id, index=index, text=body, start=start, end=end,
-            embed_text=f"{header}\n{body}" if header else body,
+            embed_text=chunk_embed_text(header, body),
         ))
     # Proof, not hope: nothing the embedder reads may exceed its window.
     counts = count_tokens([prefix + c.embed_text for c in chunks])
