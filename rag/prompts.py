@@ -25,7 +25,9 @@ Rules:
 # A fixed worked example after the rules: small models follow a shown format (language,
 # [n] after each sentence, refusal word) far better than a described one. It is part of
 # the cached prefix, so it costs prompt time once per process, not per question.
-EXAMPLE_USER = """Sources:
+EXAMPLE_USER = """Answer in English in complete sentences, citing sources as [n] after each sentence.
+
+Sources:
 <source n="1" title="Hochwasser in Passau" outlet="Beispiel-Zeitung" date="2023-06-02">
 Am Donnerstag stieg die Donau in Passau auf 9,5 Meter. Die Stadt rief den Katastrophenfall aus.
 </source>
@@ -33,16 +35,17 @@ Am Donnerstag stieg die Donau in Passau auf 9,5 Meter. Die Stadt rief den Katast
 The storm cut power to 20,000 homes on Friday.
 </source>
 
-Question: How high did the Danube rise in Passau?
-
-Answer in English in complete sentences, citing sources as [n] after each sentence."""
+Question: How high did the Danube rise in Passau?"""
 EXAMPLE_ASSISTANT = "On Thursday the Danube in Passau rose to 9.5 metres [1]. The city declared a state of disaster [1]."
-ANSWER_TEMPLATE = """Sources:
+# The answer language comes first, before the sources: the model's prompt cache then holds it too whenever a
+# question is in the language of the one before (most chat sessions), and the model reads only the sources and
+# the question (18 tokens, ~0.17 s of the first token on 2 cores, fewer than when it closed the prompt).
+ANSWER_TEMPLATE = """Answer in {language} in complete sentences, citing sources as [n] after each sentence.
+
+Sources:
 {sources}
 
-{history}Question: {question}
-
-Answer in {language} in complete sentences, citing sources as [n] after each sentence."""
+{history}Question: {question}"""
 
 SOURCE_TEMPLATE = '<source n="{n}" title="{title}" outlet="{outlet}" date="{date}">\n{text}\n</source>'
 
@@ -103,14 +106,14 @@ def format_source(n: int, title: str, outlet: str, date: str, text: str) -> str:
                                   text=quote_source(text))
 
 
-def answer_prefix_messages() -> list[dict[str, str]]:
-    """The answer prompt as far as it is the same for every question (rules, worked example and the start of
-    the last turn): what a new local LLM child reads before the first question (rag.llm.LocalLLM)."""
+def answer_prefix_messages(language: str = "English") -> list[dict[str, str]]:
+    """The answer prompt as far as it is the same for every question in `language` (rules, worked example and
+    the start of the last turn): what a new local LLM child reads before the first question (rag.llm.LocalLLM)."""
     return [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": EXAMPLE_USER},
         {"role": "assistant", "content": EXAMPLE_ASSISTANT},
-        {"role": "user", "content": ANSWER_TEMPLATE.split("{", 1)[0]},
+        {"role": "user", "content": ANSWER_TEMPLATE.split("{sources}", 1)[0].format(language=language)},
     ]
 
 

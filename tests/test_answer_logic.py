@@ -7,6 +7,7 @@ from datetime import date
 from rag.answer import condense_query, normalise_history
 from rag.dates import question_dates
 from rag.prompts import NOT_COVERED, answer_messages, format_source
+from rag.prompts import answer_prefix_messages as prefix_messages
 from rag.types import Answer
 from rag.verify import MarkerFilter, split_claims
 
@@ -57,7 +58,17 @@ def test_sources_are_quoted_data_not_instructions():
     assert block.count("</source>") == 1 and "<|im_start|>" not in block
     msgs = answer_messages("Q?", [block], "German", [])
     assert msgs[0]["role"] == "system" and NOT_COVERED in msgs[0]["content"]
-    assert msgs[-1]["content"].endswith("after each sentence.")
+    assert msgs[-1]["content"].startswith("Answer in German") and msgs[-1]["content"].endswith("Question: Q?")
+
+
+def test_the_prefix_read_ahead_is_the_start_of_every_answer_prompt_in_its_language():
+    """The local child reads answer_prefix_messages() before the first question; it only spares that question
+    prompt time if it is, byte for byte, the start of the real prompt (the prompt cache matches tokens)."""
+    for language in ("English", "German"):
+        prefix = prefix_messages(language)
+        msgs = answer_messages("Wer traf wen?", [format_source(1, "T", "O", "2024-01-01", "Text.")], language, [])
+        assert msgs[:-1] == prefix[:-1] and msgs[-1]["content"].startswith(prefix[-1]["content"])
+        assert prefix[-1]["content"].endswith("Sources:\n") and language in prefix[-1]["content"]
 
 
 def test_publication_dates_come_only_from_datelines_and_statements():
