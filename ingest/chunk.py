@@ -8,11 +8,12 @@ and kept under the window.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from rag.dates import date_ordinal
 from rag.text import embed_header, split_sentences
-from rag.types import Article, Chunk, chunk_id
+from rag.types import Article, Chunk
 
 
 def chunk_header(article: Article) -> str:
@@ -22,6 +23,11 @@ def chunk_header(article: Article) -> str:
 def chunk_embed_text(header: str, body: str) -> str:
     """What the retrieval embedder reads for a chunk: its header (title, date), if any, then its text."""
     return f"{header}\n{body}" if header else body
+
+
+def chunk_id(doc_id: str, content_hash: str, index: int) -> str:
+    doc_key = hashlib.sha1(doc_id.encode("utf-8")).hexdigest()[:16]
+    return f"{doc_key}-{content_hash[:10]}-{index:04d}"
 
 
 def chunk_article(

@@ -10,7 +10,7 @@ import numpy as np
 
 from rag.embedding import SCORER_FIELD
 from rag.settings import Settings, get_settings
-from rag.types import Filters, Passage, chunk_id_prefix
+from rag.types import Filters, Passage
 
 
 def hybrid_search(
@@ -68,8 +68,12 @@ def hybrid_search(
         have = {str(i["meta"].get("doc_id", "")) for i in info.values()}
         new_docs = [d for d in doc_cos if d not in have]
         if new_docs:
-            hits = [cos for _, _, _, cos in dense] or [-1.0, 1.0]
-            info.update(best_chunks_of(store.chunks(name), new_docs, qvec, PER_ARTICLE, (min(hits), max(hits))))
+            got = store.chunks(name).get(where={"doc_id": {"$in": new_docs}},
+                                         include=["documents", "metadatas", "embeddings"])
+            for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"],
+                                           strict=False):
+                info[cid] = {"text": doc or "", "meta": dict(meta or {}),
+                             "dense": float(np.dot(np.asarray(emb), qvec))}
     fused = fuse_scores(info, bm25_scores, query_lang, {cid for cid, _, _, _ in dense}, doc_cos,
                         settings.article_weight)
     passages = []
@@ -87,45 +91,6 @@ def hybrid_search(
     if timings is not None:
         timings.update(embed_query=t1 - t0, dense=t2 - t1, bm25=t3 - t2, retrieve=time.perf_counter() - t0)
     return passages
-
-
-# Chunks kept per article that only its whole-article vector found: answers take two passages per article
-# (rag.evidence.build_sources) and the fusion scores an article by its best chunk, so more change nothing.
-PER_ARTICLE = 2
-
-
-def best_chunks_of(chunks, doc_ids: list[str], qvec: np.ndarray, per_article: int,
-                   span: tuple[float, float] = (-1.0, 1.0)) -> dict[str, dict[str, Any]]:
-    """The `per_article` chunks of each article the fusion ranks first, with text, metadata and cosine.
-
-    The fusion orders an article's chunks by cosine normalised over the chunk query's hits (`span`, their
-    worst and best cosine) and clipped to 0..1: chunks outside it tie and keep the store's order (the article's
-    first chunks). The same order here, so the kept chunks are exactly the ones the fusion would put first had
-    it read them all. (The best can lie above the chunk query's best hit: its approximate HNSW search missed
-    chunks that the article vector then found.)
-
-    Two reads, not one: every chunk's vector (the article is known from the chunk id), then the text and
-    metadata of the kept ones. Returning the texts and metadata (with the stored scorer vectors) of all ~100
-    chunks of ~25 articles was most of the fetch: at 19,364 chunks 14.5 / 29.5 ms p50 / p95 against 7.8 /
-    10.7 ms for the vectors alone (bench/RESULTS.md, stop 28)."""
-    got = chunks.get(where={"doc_id": {"$in": doc_ids}}, include=["embeddings"])
-    doc_of_prefix = {chunk_id_prefix(d): d for d in doc_ids}
-    ranked: dict[str, list[tuple[float, str]]] = {}
-    for cid, emb in zip(got["ids"], got["embeddings"], strict=False):
-        doc = doc_of_prefix.get(cid[:17])
-        if doc is None:  # an id not made by chunk_id: read every chunk whole, as before this shortcut
-            got = chunks.get(where={"doc_id": {"$in": doc_ids}}, include=["documents", "metadatas", "embeddings"])
-            return {cid: {"text": text or "", "meta": dict(meta or {}), "dense": float(np.dot(np.asarray(e), qvec))}
-                    for cid, text, meta, e in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"],
-                                                  strict=False)}
-        ranked.setdefault(doc, []).append((float(np.dot(np.asarray(emb), qvec)), cid))
-    dense = {cid: cos for pairs in ranked.values()
-             for cos, cid in sorted(pairs, key=lambda pair: -min(max(pair[0], span[0]), span[1]))[:per_article]}
-    if not dense:
-        return {}
-    got = chunks.get(ids=list(dense), include=["documents", "metadatas"])
-    return {cid: {"text": text or "", "meta": dict(meta or {}), "dense": dense[cid]}
-            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=False)}
 
 
 _warmed: set[tuple[str, str]] = set()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -67,15 +66,6 @@ class ArticleRecord(BaseModel):
         known = {k: v for k, v in meta.items() if k in cls.model_fields and k != "extra" and v is not None}
         extra = {k[2:]: str(v) for k, v in meta.items() if k.startswith("x_")}
         return cls(**known, extra=extra)
-
-
-def chunk_id_prefix(doc_id: str) -> str:
-    """The start of every chunk id of an article: retrieval tells a chunk's article from its id alone."""
-    return hashlib.sha1(doc_id.encode("utf-8")).hexdigest()[:16] + "-"
-
-
-def chunk_id(doc_id: str, content_hash: str, index: int) -> str:
-    return f"{chunk_id_prefix(doc_id)}{content_hash[:10]}-{index:04d}"
 
 
 class Chunk(BaseModel):

@@ -45,36 +45,6 @@ def test_cross_lingual_retrieval_finds_the_seed(corpus):
         assert hits[0].doc_id == SEED_ID, [h.doc_id for h in hits]
 
 
-def test_article_only_chunks_are_each_articles_best_two_read_in_two_steps(corpus):
-    """rag.retrieval.best_chunks_of reads the vectors of every chunk of the articles only their article vector
-    found, then text and metadata of each article's two closest chunks: the same chunks, texts, metadata and
-    cosines as reading every chunk whole. Ids not made by chunk_id (another tool's records) are read whole."""
-    import chromadb
-    import numpy as np
-
-    from rag.retrieval import best_chunks_of
-    from rag.store import Store
-
-    store = Store()
-    qvec = load_embedder().embed_queries(["Wann traf Lawrow Choe Son-hui?"])[0]
-    docs = [SEED_ID, *[d for d in store.docs("news").get(limit=6)["ids"] if d != SEED_ID][:5]]
-    whole = store.chunks("news").get(where={"doc_id": {"$in": docs}}, include=["documents", "metadatas", "embeddings"])
-    cos = {cid: float(np.dot(e, qvec)) for cid, e in zip(whole["ids"], whole["embeddings"], strict=True)}
-    expected = {cid for d in docs for cid in sorted((c for c, m in zip(whole["ids"], whole["metadatas"], strict=True)
-                                                     if m["doc_id"] == d), key=lambda c: -cos[c])[:2]}
-    kept = best_chunks_of(store.chunks("news"), docs, qvec, 2)
-    assert set(kept) == expected and len(kept) > len(docs)  # the seed and others have more than two chunks
-    text_of = dict(zip(whole["ids"], whole["documents"], strict=True))
-    meta_of = dict(zip(whole["ids"], whole["metadatas"], strict=True))
-    for cid, got in kept.items():
-        assert got["text"] == text_of[cid] and got["meta"] == meta_of[cid]
-        assert abs(got["dense"] - cos[cid]) < 1e-5
-    foreign = chromadb.EphemeralClient().create_collection("foreign-ids", metadata={"hnsw:space": "cosine"})
-    foreign.add(ids=["a1", "a2", "a3"], embeddings=[qvec.tolist(), (-qvec).tolist(), qvec.tolist()], documents=["x", "y", "z"],
-                metadatas=[{"doc_id": "A"}, {"doc_id": "A"}, {"doc_id": "B"}])
-    assert set(best_chunks_of(foreign, ["A", "B"], qvec, 1)) == {"a1", "a2", "a3"}  # read whole, nothing lost
-
-
 def test_made_up_citation_number_is_dropped(corpus):
     settings = get_settings()
     emb = load_embedder()
