@@ -32,7 +32,6 @@ PAGE = 2000
 DIMENSION_MISMATCH = re.compile(r"expecting embedding with dimension of (\d+), got (\d+)")
 
 
-
 def check_name(name: str) -> str:
     if not NAME_RE.match(name or "") or any(x in name for x in SUFFIXES) or ".." in name:
         raise NewsragError(
