@@ -93,7 +93,7 @@ def gather_evidence(question: str, query: str, lang: str, collection: str | None
         scorer = pool.submit(load_scorer, settings)
         pool.submit(load_embedder, settings)
         passages = hybrid_search(query, collection=collection, filters=flt, query_lang=lang, settings=settings,
-                                 timings=timings)
+                                 timings=timings, articles=answer_articles(settings))
         embedder = scorer.result()
     rescore = embedder is not load_embedder(settings)
     started = time.perf_counter()
@@ -110,7 +110,7 @@ def gather_evidence(question: str, query: str, lang: str, collection: str | None
     if since and not relevant:
         # The date in the question may be the event's, not the publication's: try without it.
         passages = hybrid_search(query, collection=collection, filters=user_filters, query_lang=lang,
-                                 settings=settings)
+                                 settings=settings, articles=answer_articles(settings))
         if rescore:
             rescore_passages(passages, query, embedder, settings.retrieval_k)
         relevant = [p for p in passages if (p.dense_score or 0) >= settings.min_relevance]
@@ -128,6 +128,13 @@ def gather_evidence(question: str, query: str, lang: str, collection: str | None
     timings["evidence"] = time.perf_counter() - started
     best = max((p.dense_score or 0.0 for p in passages), default=0.0)
     return Evidence(sources, bool(relevant), qvec, embedder, notice, best)
+
+
+def answer_articles(settings: Settings) -> int:
+    """How many of the best articles' chunks retrieval reads for an answer. Only the first retrieval_k passages
+    are re-scored, and only re-scored ones pass the relevance gate; without re-scoring (the scorer is the
+    retrieval embedder) any passage may, so read three articles per source."""
+    return 3 * settings.retrieval_k
 
 
 def rescore_passages(passages: list[Passage], query: str, scorer, n: int) -> None:

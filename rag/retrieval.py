@@ -22,9 +22,11 @@ def hybrid_search(
     query_lang: str = "",
     settings: Settings | None = None,
     timings: dict[str, float] | None = None,
+    articles: int | None = None,
 ) -> list[Passage]:
-    """All fused candidates (not collapsed), best first, each with its dense cosine."""
-    from rag import keyword
+    """The fused candidates (not collapsed), best first, each with its dense cosine: every candidate chunk of
+    the best `articles` articles (of all, when None). Only those are read from Chroma: returning a chunk's text
+    and metadata is most of what a candidate costs (~0.1 ms each; a question has ~150 candidates at 19k chunks)."""
     from rag.models import load_embedder
     from rag.store import Store
 
@@ -42,72 +44,115 @@ def hybrid_search(
 
         query_lang = detect_language(query, short=True, default="")
     t0 = time.perf_counter()
-    warm_once(store, name, settings)
+    index = warm_once(store, name, settings)
     embedder = load_embedder(settings)
     store.check_embedder(name, embedder.signature)
     qvec = embedder.embed_queries([query])[0]
     t1 = time.perf_counter()
-    dense = store.query(name, qvec.tolist(), n, flt.where())
+    mask = flt.mask(index)
+    if index.vectors is not None:
+        info, dense_ids, doc_cos = exact_candidates(index, qvec, n, mask, settings.article_vectors)
+    else:
+        info, dense_ids, doc_cos = chroma_candidates(store, name, qvec, n, flt, settings.article_vectors)
     t2 = time.perf_counter()
-    doc_cos = store.query_docs(name, qvec.tolist(), n, flt.where()) if settings.article_vectors else None
-    index = keyword.get_index(store, name, settings)
-    sparse = index.search(query, n, flt.mask(index), query_lang=query_lang)
-    t3 = time.perf_counter()
-
-    info: dict[str, dict[str, Any]] = {}
-    for cid, doc, meta, cos in dense:
-        info[cid] = {"text": doc, "meta": meta, "dense": cos}
+    sparse = index.search(query, n, mask, query_lang=query_lang)
     bm25_scores = {index.ids[i]: score for i, score in sparse}
-    missing = [cid for cid in bm25_scores if cid not in info]
-    if missing:
-        got = store.chunks(name).get(ids=missing, include=["documents", "metadatas", "embeddings"])
-        for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=False):
-            info[cid] = {"text": doc or "", "meta": dict(meta or {}), "dense": float(np.dot(np.asarray(emb), qvec))}
+    rows = [i for i, _ in sparse]
     if doc_cos:
         # Articles found only by their whole-article vector: their chunks become candidates too.
-        have = {str(i["meta"].get("doc_id", "")) for i in info.values()}
-        new_docs = [d for d in doc_cos if d not in have]
-        if new_docs:
-            got = store.chunks(name).get(where={"doc_id": {"$in": new_docs}},
-                                         include=["documents", "metadatas", "embeddings"])
-            for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"],
-                                           strict=False):
-                info[cid] = {"text": doc or "", "meta": dict(meta or {}),
-                             "dense": float(np.dot(np.asarray(emb), qvec))}
-    fused = fuse_scores(info, bm25_scores, query_lang, {cid for cid, _, _, _ in dense}, doc_cos,
-                        settings.article_weight)
+        have = {str(i["meta"].get("doc_id", "")) for i in info.values()} | {index.doc_ids[i] for i in rows}
+        rows += [row for doc in doc_cos if doc not in have for row in index.rows_of_doc.get(doc, [])]
+    add_candidates(info, index, [row for row in rows if index.ids[row] not in info], qvec, store, name)
+    t3 = time.perf_counter()
+    fused = fuse_scores(info, bm25_scores, query_lang, dense_ids, doc_cos, settings.article_weight)
+    ranked = sorted(fused, key=lambda cid: -fused[cid])
+    if articles is not None:
+        best_docs: set[str] = set()
+        for cid in ranked:
+            best_docs.add(str(info[cid]["meta"].get("doc_id", "")))
+            if len(best_docs) >= articles:
+                break
+        ranked = [cid for cid in ranked if str(info[cid]["meta"].get("doc_id", "")) in best_docs]
+    unread = [cid for cid in ranked if info[cid]["text"] is None]
+    for cid, (text, meta) in store.get_chunks(name, unread).items():
+        info[cid]["text"], info[cid]["meta"] = text, meta
     passages = []
-    for cid, score in fused.items():
+    for cid in ranked:
+        if info[cid]["text"] is None:  # deleted by an ingest since the index was read
+            continue
         meta = info[cid]["meta"]
         scorer_vector = meta.pop(SCORER_FIELD, "")  # not a field to show or to hand to llama-index
         passages.append(Passage(
-            doc_id=str(meta.get("doc_id", "")), chunk_id=cid, text=info[cid]["text"], score=score,
+            doc_id=str(meta.get("doc_id", "")), chunk_id=cid, text=info[cid]["text"], score=fused[cid],
             dense_score=info[cid]["dense"], bm25_score=bm25_scores.get(cid), metadata=meta,
-            scorer_vector=scorer_vector if isinstance(scorer_vector, str) else "",
+            scorer_vector=scorer_vector if isinstance(scorer_vector, str) else "", rank=len(passages) + 1,
         ))
-    passages.sort(key=lambda p: -p.score)
-    for rank, p in enumerate(passages, start=1):
-        p.rank = rank
     if timings is not None:
-        timings.update(embed_query=t1 - t0, dense=t2 - t1, bm25=t3 - t2, retrieve=time.perf_counter() - t0)
+        timings.update(embed_query=t1 - t0, dense=t2 - t1, bm25=t3 - t2, read=time.perf_counter() - t3,
+                       retrieve=time.perf_counter() - t0)
     return passages
+
+
+def exact_candidates(index, qvec: np.ndarray, n: int, mask: np.ndarray | None,
+                     article_vectors: bool) -> tuple[dict[str, dict[str, Any]], set[str], dict[str, float] | None]:
+    """The n closest chunks by exact cosine from the index's copy of the vectors (rag.keyword.ExactVectors),
+    and the n closest articles by their whole-article vectors; texts are read later, for the best only."""
+    _, rows = index.vectors.top_chunks(qvec, n, mask)
+    info: dict[str, dict[str, Any]] = {}
+    for row, score in rows:
+        info[index.ids[row]] = {"text": None, "meta": {"doc_id": index.doc_ids[row], "lang": index.langs[row]},
+                                "dense": score}
+    doc_cos = index.vectors.top_articles(qvec, n, mask) if article_vectors else None
+    return info, set(info), doc_cos
+
+
+def add_candidates(info: dict[str, dict[str, Any]], index, rows: list[int], qvec: np.ndarray, store,
+                   name: str) -> None:
+    """Chunks that BM25 or an article vector found, with their dense cosine: from the index's vectors, or else
+    read from Chroma with their vectors."""
+    rows = list(dict.fromkeys(rows))
+    if not rows:
+        return
+    if index.vectors is not None:
+        cos = np.asarray(index.vectors.chunks[rows]) @ qvec.astype(np.float32)
+        for row, score in zip(rows, cos, strict=True):
+            info[index.ids[row]] = {"text": None, "meta": {"doc_id": index.doc_ids[row], "lang": index.langs[row]},
+                                    "dense": float(score)}
+        return
+    got = store.chunks(name).get(ids=[index.ids[row] for row in rows], include=["documents", "metadatas", "embeddings"])
+    for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=False):
+        info[cid] = {"text": doc or "", "meta": dict(meta or {}), "dense": float(np.dot(np.asarray(emb), qvec))}
+
+
+def chroma_candidates(store, name: str, qvec: np.ndarray, n: int, flt: Filters,
+                      article_vectors: bool) -> tuple[dict[str, dict[str, Any]], set[str], dict[str, float] | None]:
+    """The same from Chroma's HNSW indexes (collections above RAG_EXACT_SEARCH_MAX_CHUNKS)."""
+    dense = store.query(name, qvec.tolist(), n, flt.where())
+    info = {cid: {"text": doc, "meta": meta, "dense": cos} for cid, doc, meta, cos in dense}
+    doc_cos = store.query_docs(name, qvec.tolist(), n, flt.where()) if article_vectors else None
+    return info, set(info), doc_cos
 
 
 _warmed: set[tuple[str, str]] = set()
 
 
-def warm_once(store, name: str, settings: Settings) -> None:
-    """A process's first question to a collection: read its vector indexes and BM25 index before waiting for the
-    embedder. In a new process the embedders are still loading then (rag.answer.gather_evidence loads them in
-    threads), so this reading overlaps with them instead of following them."""
+def warm_once(store, name: str, settings: Settings):
+    """The collection's keyword index (rag.keyword.get_index). On a process's first question to a collection it
+    also reads the dense vectors before the question waits for the embedder: in a new process the embedders
+    are still loading then (rag.answer.gather_evidence loads them in threads), so this reading overlaps with
+    them instead of following them. The index's exact vectors are paged in; without them, Chroma's HNSW indexes
+    are read."""
     from rag import keyword
 
     key = (f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else str(settings.chroma_dir), name)
-    if key in _warmed:
-        return
-    store.warm(name)
-    keyword.get_index(store, name, settings)
-    _warmed.add(key)
+    index = keyword.get_index(store, name, settings)
+    if key not in _warmed:
+        if index.vectors is not None:
+            index.vectors.page_in()
+        else:
+            store.warm(name)
+        _warmed.add(key)
+    return index
 
 
 DENSE_WEIGHT = 0.6
@@ -243,5 +288,12 @@ def retrieve(
     from rag.lang import detect_language
 
     lang = detect_language(question, short=True, default="")
-    passages = hybrid_search(question, collection=collection, filters=filters, settings=settings, query_lang=lang)
-    return collapse(passages, k)
+    # Only the best articles' chunks are read from Chroma (hybrid_search); wire copies of one story collapse
+    # into one source, so read three articles per source, and all when that still leaves fewer than k.
+    passages = hybrid_search(question, collection=collection, filters=filters, settings=settings, query_lang=lang,
+                             articles=3 * k)
+    found = collapse(passages, k)
+    if len(found) < k and len({p.doc_id for p in passages}) >= 3 * k:
+        found = collapse(hybrid_search(question, collection=collection, filters=filters, settings=settings,
+                                       query_lang=lang), k)
+    return found

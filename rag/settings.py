@@ -170,6 +170,11 @@ class Settings(BaseSettings):
         "re-scored costs ~0.05 s before the first token on 2 cores)."
     )
     candidates: int = Field(40, description="Candidates per retriever before fusion.")
+    exact_search_max_chunks: int = Field(
+        100_000, description="Up to this many chunks, dense retrieval scores every chunk exactly from a local "
+        "float32 copy of the vectors (~3 KB per chunk on disk, beside the keyword index); above it, Chroma's "
+        "approximate HNSW index (bench/RESULTS.md, stop 29). 0 = always Chroma."
+    )
     article_vectors: bool = Field(
         True, description="Also embed each article whole (title + lead) at ingest and fuse that article-level "
         "score into retrieval (bench/RESULTS.md)."

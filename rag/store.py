@@ -296,15 +296,38 @@ class Store:
                 zip(got["ids"], got["documents"] or [], got["metadatas"] or [], strict=False)}
 
     def iter_chunks(self, name: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        for cid, doc, meta, _ in self.iter_chunk_rows(name):
+            yield cid, doc, meta
+
+    def iter_chunk_rows(self, name: str, vectors: bool = False) -> Iterator[tuple[str, str, dict[str, Any], Any]]:
+        """Every chunk: id, text, metadata and (with `vectors`, else None) its vector."""
         col = self.chunks(name)
+        include = ["documents", "metadatas", "embeddings"] if vectors else ["documents", "metadatas"]
         offset = 0
         while True:
-            got = self._call(col.get, include=["documents", "metadatas"], limit=PAGE, offset=offset)
-            for cid, doc, meta in zip(got["ids"], got["documents"] or [], got["metadatas"] or [], strict=False):
-                yield cid, doc or "", dict(meta or {})
+            got = self._call(col.get, include=include, limit=PAGE, offset=offset)
+            embs = got["embeddings"] if vectors else None
+            for i, (cid, doc, meta) in enumerate(zip(got["ids"], got["documents"] or [], got["metadatas"] or [],
+                                                     strict=False)):
+                yield cid, doc or "", dict(meta or {}), (embs[i] if embs is not None else None)
             if len(got["ids"]) < PAGE:
                 return
             offset += PAGE
+
+    def article_vectors(self, name: str) -> tuple[list[str], list[Any]]:
+        """Every whole-article vector (ids and vectors; none when the collection predates them)."""
+        col = self.docs(name, create=False)
+        ids: list[str] = []
+        vectors: list[Any] = []
+        offset = 0
+        while col is not None:
+            got = self._call(col.get, include=["embeddings"], limit=PAGE, offset=offset)
+            ids += got["ids"]
+            vectors += list(got["embeddings"] if got["embeddings"] is not None else [])
+            if len(got["ids"]) < PAGE:
+                break
+            offset += PAGE
+        return ids, vectors
 
     def query(self, name: str, embedding: list[float], n: int, where: dict | None) -> list[tuple[str, str, dict, float]]:
         col = self.chunks(name)

@@ -45,6 +45,39 @@ def test_cross_lingual_retrieval_finds_the_seed(corpus):
         assert hits[0].doc_id == SEED_ID, [h.doc_id for h in hits]
 
 
+def test_exact_vectors_rank_as_chroma_does_and_read_only_the_best_articles(corpus):
+    """Below RAG_EXACT_SEARCH_MAX_CHUNKS dense retrieval scores every chunk from the keyword index's copy of the
+    vectors. At this size Chroma's HNSW index is exact too, so both must give the same fused ranking, with and
+    without filters; `articles` returns the same ranking cut after the best articles."""
+    from rag import keyword
+    from rag.settings import Settings
+    from rag.store import Store
+
+    exact, hnsw = get_settings(), Settings(exact_search_max_chunks=0)
+    store = Store(exact)
+    assert keyword.get_index(store, "news", exact).vectors is not None
+    folder = keyword._cache_dir(exact, "news")
+    assert (folder / "chunk_vectors.npy").is_file() and (folder / "article_vectors.npy").is_file()
+    queries = [("When will Putin visit North Korea?", None), ("Wie viele russische Delegationen besuchten Nordkorea?", None),
+               ("What did the Senate vote on?", {"languages": ["en"]}),
+               ("Putin", {"since": "2024-01-01"}), ("glacier", {"sources": ["nonexistent.example"]})]
+    for q, flt in queries:
+        a = hybrid_search(q, collection="news", filters=flt, settings=exact)
+        b = hybrid_search(q, collection="news", filters=flt, settings=hnsw)
+        assert [p.chunk_id for p in a] == [p.chunk_id for p in b], q
+        assert all(abs(x.score - y.score) < 1e-4 and abs(x.dense_score - y.dense_score) < 1e-4
+                   and x.text == y.text and x.metadata == y.metadata for x, y in zip(a, b, strict=True)), q
+        if flt and "languages" in flt:
+            assert a and all(p.metadata["lang"] == "en" for p in a)
+        if flt and "sources" in flt:
+            assert a == []
+        top3 = hybrid_search(q, collection="news", filters=flt, settings=exact, articles=3)
+        docs = list(dict.fromkeys(p.doc_id for p in a))[:3]
+        assert [p.chunk_id for p in top3] == [p.chunk_id for p in a if p.doc_id in docs], q
+    assert keyword.get_index(store, "news", hnsw).vectors is None  # the setting is honoured at once
+    assert keyword.get_index(store, "news", exact).vectors is not None
+
+
 def test_made_up_citation_number_is_dropped(corpus):
     settings = get_settings()
     emb = load_embedder()
