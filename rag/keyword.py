@@ -128,6 +128,10 @@ class KeywordIndex:
     doc_ids: list[str] = field(default_factory=list)  # each chunk's article
     vectors: ExactVectors | None = None  # None above RAG_EXACT_SEARCH_MAX_CHUNKS: Chroma's HNSW searches
 
+    def exact(self, settings: Settings) -> ExactVectors | None:
+        """The vectors to search exactly under these settings (an index built under a higher limit keeps them)."""
+        return self.vectors if len(self.ids) <= settings.exact_search_max_chunks else None
+
     @cached_property
     def rows_of_doc(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
@@ -255,9 +259,9 @@ def get_index(store, name: str, settings: Settings | None = None) -> KeywordInde
     key = str(folder)
     limit = settings.exact_search_max_chunks
 
-    def current(index: KeywordIndex | None) -> bool:  # at this revision, with vectors exactly when wanted
+    def current(index: KeywordIndex | None) -> bool:  # at this revision, with vectors when they are wanted
         return (index is not None and index.revision == revision
-                and (index.vectors is not None) == (0 < len(index.ids) <= limit))
+                and (index.vectors is not None or not 0 < len(index.ids) <= limit))
 
     with _lock:
         cached = _cache.get(key)

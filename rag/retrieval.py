@@ -4,13 +4,17 @@ collapsed by story."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rag.embedding import SCORER_FIELD
 from rag.settings import Settings, get_settings
 from rag.types import Filters, Passage
+
+if TYPE_CHECKING:
+    from rag.keyword import ExactVectors, KeywordIndex
+    from rag.store import Store
 
 
 def hybrid_search(
@@ -50,8 +54,9 @@ def hybrid_search(
     qvec = embedder.embed_queries([query])[0]
     t1 = time.perf_counter()
     mask = flt.mask(index)
-    if index.vectors is not None:
-        info, dense_ids, doc_cos = exact_candidates(index, qvec, n, mask, settings.article_vectors)
+    exact = index.exact(settings)
+    if exact is not None:
+        info, dense_ids, doc_cos = exact_candidates(exact, index, qvec, n, mask, settings.article_vectors)
     else:
         info, dense_ids, doc_cos = chroma_candidates(store, name, qvec, n, flt, settings.article_vectors)
     t2 = time.perf_counter()
@@ -62,7 +67,7 @@ def hybrid_search(
         # Articles found only by their whole-article vector: their chunks become candidates too.
         have = {str(i["meta"].get("doc_id", "")) for i in info.values()} | {index.doc_ids[i] for i in rows}
         rows += [row for doc in doc_cos if doc not in have for row in index.rows_of_doc.get(doc, [])]
-    add_candidates(info, index, [row for row in rows if index.ids[row] not in info], qvec, store, name)
+    add_candidates(info, index, exact, [row for row in rows if index.ids[row] not in info], qvec, store, name)
     t3 = time.perf_counter()
     fused = fuse_scores(info, bm25_scores, query_lang, dense_ids, doc_cos, settings.article_weight)
     ranked = sorted(fused, key=lambda cid: -fused[cid])
@@ -93,28 +98,28 @@ def hybrid_search(
     return passages
 
 
-def exact_candidates(index, qvec: np.ndarray, n: int, mask: np.ndarray | None,
+def exact_candidates(exact: ExactVectors, index: KeywordIndex, qvec: np.ndarray, n: int, mask: np.ndarray | None,
                      article_vectors: bool) -> tuple[dict[str, dict[str, Any]], set[str], dict[str, float] | None]:
     """The n closest chunks by exact cosine from the index's copy of the vectors (rag.keyword.ExactVectors),
     and the n closest articles by their whole-article vectors; texts are read later, for the best only."""
-    _, rows = index.vectors.top_chunks(qvec, n, mask)
+    _, rows = exact.top_chunks(qvec, n, mask)
     info: dict[str, dict[str, Any]] = {}
     for row, score in rows:
         info[index.ids[row]] = {"text": None, "meta": {"doc_id": index.doc_ids[row], "lang": index.langs[row]},
                                 "dense": score}
-    doc_cos = index.vectors.top_articles(qvec, n, mask) if article_vectors else None
+    doc_cos = exact.top_articles(qvec, n, mask) if article_vectors else None
     return info, set(info), doc_cos
 
 
-def add_candidates(info: dict[str, dict[str, Any]], index, rows: list[int], qvec: np.ndarray, store,
-                   name: str) -> None:
+def add_candidates(info: dict[str, dict[str, Any]], index: KeywordIndex, exact: ExactVectors | None,
+                   rows: list[int], qvec: np.ndarray, store: Store, name: str) -> None:
     """Chunks that BM25 or an article vector found, with their dense cosine: from the index's vectors, or else
     read from Chroma with their vectors."""
     rows = list(dict.fromkeys(rows))
     if not rows:
         return
-    if index.vectors is not None:
-        cos = np.asarray(index.vectors.chunks[rows]) @ qvec.astype(np.float32)
+    if exact is not None:
+        cos = np.asarray(exact.chunks[rows]) @ qvec.astype(np.float32)
         for row, score in zip(rows, cos, strict=True):
             info[index.ids[row]] = {"text": None, "meta": {"doc_id": index.doc_ids[row], "lang": index.langs[row]},
                                     "dense": float(score)}
@@ -124,7 +129,7 @@ def add_candidates(info: dict[str, dict[str, Any]], index, rows: list[int], qvec
         info[cid] = {"text": doc or "", "meta": dict(meta or {}), "dense": float(np.dot(np.asarray(emb), qvec))}
 
 
-def chroma_candidates(store, name: str, qvec: np.ndarray, n: int, flt: Filters,
+def chroma_candidates(store: Store, name: str, qvec: np.ndarray, n: int, flt: Filters,
                       article_vectors: bool) -> tuple[dict[str, dict[str, Any]], set[str], dict[str, float] | None]:
     """The same from Chroma's HNSW indexes (collections above RAG_EXACT_SEARCH_MAX_CHUNKS)."""
     dense = store.query(name, qvec.tolist(), n, flt.where())
@@ -136,7 +141,7 @@ def chroma_candidates(store, name: str, qvec: np.ndarray, n: int, flt: Filters,
 _warmed: set[tuple[str, str]] = set()
 
 
-def warm_once(store, name: str, settings: Settings):
+def warm_once(store: Store, name: str, settings: Settings) -> KeywordIndex:
     """The collection's keyword index (rag.keyword.get_index). On a process's first question to a collection it
     also reads the dense vectors before the question waits for the embedder: in a new process the embedders
     are still loading then (rag.answer.gather_evidence loads them in threads), so this reading overlaps with
@@ -147,8 +152,9 @@ def warm_once(store, name: str, settings: Settings):
     key = (f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else str(settings.chroma_dir), name)
     index = keyword.get_index(store, name, settings)
     if key not in _warmed:
-        if index.vectors is not None:
-            index.vectors.page_in()
+        exact = index.exact(settings)
+        if exact is not None:
+            exact.page_in()
         else:
             store.warm(name)
         _warmed.add(key)

@@ -74,8 +74,8 @@ def test_exact_vectors_rank_as_chroma_does_and_read_only_the_best_articles(corpu
         top3 = hybrid_search(q, collection="news", filters=flt, settings=exact, articles=3)
         docs = list(dict.fromkeys(p.doc_id for p in a))[:3]
         assert [p.chunk_id for p in top3] == [p.chunk_id for p in a if p.doc_id in docs], q
-    assert keyword.get_index(store, "news", hnsw).vectors is None  # the setting is honoured at once
-    assert keyword.get_index(store, "news", exact).vectors is not None
+    index = keyword.get_index(store, "news", hnsw)  # one index serves both: the setting decides at query time
+    assert index is keyword.get_index(store, "news", exact) and index.exact(hnsw) is None and index.exact(exact)
 
 
 def test_made_up_citation_number_is_dropped(corpus):
