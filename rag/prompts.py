@@ -139,7 +139,9 @@ def answer_messages(question: str, sources: list[str], language: str,
 # The worked examples (made up, not from any bench corpus): without them the 1.5B model replied NONE to 9 of
 # the 66 quotes that held a right answer on the answer bench; with them to 3, and as many wrong answers were
 # caught, one more with rag.verify.extraction_problem's shared-word rule (replayed on stop 13's run,
-# bench/RESULTS.md "Stop 14"). They are a fixed prefix, so the prompt cache holds them.
+# bench/RESULTS.md "Stop 14"). They are a fixed prefix, so the prompt cache holds them. The instruction stays
+# after the question: moved before the quote, the cache held it too (0.96 s per check instead of 1.13 s), but
+# the check then said "yes" to two wrong answers it had caught (bench/RESULTS.md, stop 29).
 CHECK_SYSTEM = "You check facts in news text. Use only the text you are given."
 CHECK_TEMPLATE = """Text from a news article:
 "{text}"

@@ -71,6 +71,22 @@ def test_the_prefix_read_ahead_is_the_start_of_every_answer_prompt_in_its_langua
         assert prefix[-1]["content"].endswith("Sources:\n") and language in prefix[-1]["content"]
 
 
+def test_claim_checks_differ_only_in_their_quote_question_and_instruction():
+    """The prompt cache holds the claim check's system line and worked examples; two checks differ from the
+    quote on. The instruction stays after the question: before the quote, the cache would hold it too (0.17 s
+    per check), but the check then passed two wrong answers it had caught (bench/RESULTS.md, stop 29)."""
+    from rag.prompts import CHECK_NONE, check_messages
+
+    a = check_messages("Wer traf wen?", "Lawrow traf Choe Son-hui in Moskau.")
+    b = check_messages("How many homes were destroyed?", "About 300 homes were destroyed.")
+    assert a[:-1] == b[:-1] and len(a) == 2 + 2 * 4
+    last_a, last_b = a[-1]["content"], b[-1]["content"]
+    shared = last_a[: next(i for i, (x, y) in enumerate(zip(last_a, last_b, strict=False)) if x != y)]
+    assert shared == 'Text from a news article:\n"'
+    assert "Lawrow traf Choe Son-hui in Moskau." in last_a and "Question: Wer traf wen?" in last_a
+    assert last_a.endswith(f"reply {CHECK_NONE}.")
+
+
 def test_publication_dates_come_only_from_datelines_and_statements():
     from rag.dates import find_text_date
 
