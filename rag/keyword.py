@@ -206,6 +206,12 @@ def load(folder: Path, revision: str) -> KeywordIndex | None:
                                    list(meta["article_ids"]),
                                    np.load(folder / "article_vectors.npy", mmap_mode="r", allow_pickle=False),
                                    np.load(folder / "chunk_article.npy", allow_pickle=False))
+            chunks, articles = vectors.chunks, vectors.articles
+            if (chunks.dtype != np.float32 or articles.dtype != np.float32 or chunks.ndim != 2 or chunks.shape[0] != len(meta["ids"])
+                    or articles.ndim != 2 or articles.shape != (len(vectors.article_ids), chunks.shape[1])
+                    or vectors.chunk_article.shape != (len(meta["ids"]),)
+                    or (vectors.chunk_article.size and vectors.chunk_article.max() >= len(vectors.article_ids))):
+                return None  # written by something else, or torn: rebuilt
         return KeywordIndex(revision, list(meta["ids"]), date_ord, list(meta["sources"]), list(meta["langs"]),
                             list(meta["corpus_langs"]), model, list(meta["doc_ids"]), vectors)
     except (OSError, ValueError, KeyError, TypeError):  # missing, torn or old cache: rebuilt

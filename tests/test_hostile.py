@@ -121,3 +121,26 @@ def test_prompt_injection_in_articles_is_ignored(data_dir, tmp_path):
             assert ans.answered and any(c.doc_id == SEED_ID for c in ans.citations), ans.text
         held += 1
     assert held == len(questions)
+
+
+def test_a_torn_or_foreign_vector_cache_is_rebuilt_not_trusted(data_dir, seed_copy):
+    """The keyword index's copy of the vectors lives in the data folder; a file of the wrong shape (torn, or
+    written by something else) must never be searched: it is rebuilt from Chroma, and retrieval still works."""
+    import numpy as np
+
+    from ingest.pipeline import ingest
+    from rag import keyword
+    from rag.retrieval import retrieve
+    from rag.settings import get_settings
+
+    ingest([seed_copy], collection="torn")
+    assert retrieve("When will Putin visit North Korea?", collection="torn", k=1)[0].doc_id == SEED_ID
+    folder = keyword._cache_dir(get_settings(), "torn")
+    good = np.load(folder / "chunk_vectors.npy")
+    for spoil in (lambda: np.save(folder / "chunk_vectors.npy", good[:-1]),  # one row short: loads, wrong shape
+                  lambda: (folder / "article_vectors.npy").write_bytes(b"\x93NUMPY torn")):
+        spoil()
+        keyword._cache.clear()  # as a new process finds it
+        assert keyword.load(folder, json.loads((folder / "index.json").read_text())["revision"]) is None
+        assert retrieve("When will Putin visit North Korea?", collection="torn", k=1)[0].doc_id == SEED_ID
+        assert np.array_equal(np.load(folder / "chunk_vectors.npy"), good)
