@@ -1,5 +1,6 @@
-"""Hybrid retrieval: dense (Chroma, e5 `query: `) + BM25, fused by a convex combination of normalised scores,
-collapsed by story."""
+"""Hybrid retrieval: dense (exact from the keyword index's copy of the vectors, or Chroma's HNSW above
+RAG_EXACT_SEARCH_MAX_CHUNKS; chunk and article vectors) + BM25, fused by a convex combination of normalised
+scores, collapsed by story."""
 
 from __future__ import annotations
 
