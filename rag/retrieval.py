@@ -56,43 +56,60 @@ def hybrid_search(
     t1 = time.perf_counter()
     mask = flt.mask(index)
     exact = index.exact(settings)
-    if exact is not None:
-        info, dense_ids, doc_cos = exact_candidates(exact, index, qvec, n, mask, settings.article_vectors)
-    else:
-        info, dense_ids, doc_cos = chroma_candidates(store, name, qvec, n, flt, settings.article_vectors)
-    t2 = time.perf_counter()
-    sparse = index.search(query, n, mask, query_lang=query_lang)
-    bm25_scores = {index.ids[i]: score for i, score in sparse}
-    rows = [i for i, _ in sparse]
-    if doc_cos:
-        # Articles found only by their whole-article vector: their chunks become candidates too.
-        have = {str(i["meta"].get("doc_id", "")) for i in info.values()} | {index.doc_ids[i] for i in rows}
-        rows += [row for doc in doc_cos if doc not in have for row in index.rows_of_doc.get(doc, [])]
-    add_candidates(info, index, exact, [row for row in rows if index.ids[row] not in info], qvec, store, name)
-    t3 = time.perf_counter()
-    fused = fuse_scores(info, bm25_scores, query_lang, dense_ids, doc_cos, settings.article_weight)
-    ranked = sorted(fused, key=lambda cid: -fused[cid])
-    if articles is not None:
-        best_docs: set[str] = set()
+    if exact is not None and exact.chunks.shape[1] != len(qvec):  # a collection from before it recorded its embedder
+        raise store.dimension_mismatch(exact.chunks.shape[1], len(qvec))
+
+    def fused_passages(exact: ExactVectors | None) -> list[Passage] | None:
+        """None when the exact search named chunks that an ingest has deleted since the index was read."""
+        nonlocal t2, t3
+        if exact is not None:
+            info, dense_ids, doc_cos = exact_candidates(exact, index, qvec, n, mask, settings.article_vectors)
+        else:
+            info, dense_ids, doc_cos = chroma_candidates(store, name, qvec, n, flt, settings.article_vectors)
+        t2 = time.perf_counter()
+        sparse = index.search(query, n, mask, query_lang=query_lang)
+        bm25_scores = {index.ids[i]: score for i, score in sparse}
+        rows = [i for i, _ in sparse]
+        new_docs: list[str] = []
+        if doc_cos:
+            # Articles found only by their whole-article vector: their chunks become candidates too.
+            have = {str(i["meta"].get("doc_id", "")) for i in info.values()} | {index.doc_ids[i] for i in rows}
+            new_docs = [doc for doc in doc_cos if doc not in have]
+        add_candidates(info, index, exact, [row for row in rows if index.ids[row] not in info], new_docs, qvec,
+                       store, name)
+        t3 = time.perf_counter()
+        fused = fuse_scores(info, bm25_scores, query_lang, dense_ids, doc_cos, settings.article_weight)
+        ranked = sorted(fused, key=lambda cid: -fused[cid])
+        if articles is not None:
+            best_docs: set[str] = set()
+            for cid in ranked:
+                best_docs.add(str(info[cid]["meta"].get("doc_id", "")))
+                if len(best_docs) >= articles:
+                    break
+            ranked = [cid for cid in ranked if str(info[cid]["meta"].get("doc_id", "")) in best_docs]
+        unread = [cid for cid in ranked if info[cid]["text"] is None]
+        got = store.get_chunks(name, unread)
+        if len(got) < len(unread):
+            return None
+        for cid, (text, meta) in got.items():
+            info[cid]["text"], info[cid]["meta"] = text, meta
+        passages = []
         for cid in ranked:
-            best_docs.add(str(info[cid]["meta"].get("doc_id", "")))
-            if len(best_docs) >= articles:
-                break
-        ranked = [cid for cid in ranked if str(info[cid]["meta"].get("doc_id", "")) in best_docs]
-    unread = [cid for cid in ranked if info[cid]["text"] is None]
-    for cid, (text, meta) in store.get_chunks(name, unread).items():
-        info[cid]["text"], info[cid]["meta"] = text, meta
-    passages = []
-    for cid in ranked:
-        if info[cid]["text"] is None:  # deleted by an ingest since the index was read
-            continue
-        meta = info[cid]["meta"]
-        scorer_vector = meta.pop(SCORER_FIELD, "")  # not a field to show or to hand to llama-index
-        passages.append(Passage(
-            doc_id=str(meta.get("doc_id", "")), chunk_id=cid, text=info[cid]["text"], score=fused[cid],
-            dense_score=info[cid]["dense"], bm25_score=bm25_scores.get(cid), metadata=meta,
-            scorer_vector=scorer_vector if isinstance(scorer_vector, str) else "", rank=len(passages) + 1,
-        ))
+            meta = info[cid]["meta"]
+            scorer_vector = meta.pop(SCORER_FIELD, "")  # not a field to show or to hand to llama-index
+            passages.append(Passage(
+                doc_id=str(meta.get("doc_id", "")), chunk_id=cid, text=info[cid]["text"], score=fused[cid],
+                dense_score=info[cid]["dense"], bm25_score=bm25_scores.get(cid), metadata=meta,
+                scorer_vector=scorer_vector if isinstance(scorer_vector, str) else "", rank=len(passages) + 1,
+            ))
+        return passages
+
+    t2 = t3 = t1
+    passages = fused_passages(exact)
+    if passages is None:
+        # An ingest is replacing articles (it moves the index to a new revision when it ends): Chroma is the
+        # truth, and its own search sees the new chunks.
+        passages = fused_passages(None) or []
     if timings is not None:
         timings.update(embed_query=t1 - t0, dense=t2 - t1, bm25=t3 - t2, read=time.perf_counter() - t3,
                        retrieve=time.perf_counter() - t0)
@@ -113,21 +130,27 @@ def exact_candidates(exact: ExactVectors, index: KeywordIndex, qvec: np.ndarray,
 
 
 def add_candidates(info: dict[str, dict[str, Any]], index: KeywordIndex, exact: ExactVectors | None,
-                   rows: list[int], qvec: np.ndarray, store: Store, name: str) -> None:
-    """Chunks that BM25 or an article vector found, with their dense cosine: from the index's vectors, or else
-    read from Chroma with their vectors."""
-    rows = list(dict.fromkeys(rows))
-    if not rows:
-        return
+                   rows: list[int], new_docs: list[str], qvec: np.ndarray, store: Store, name: str) -> None:
+    """Chunks that BM25 found (`rows` of the index) and the chunks of articles only an article vector found, with
+    their dense cosine: from the index's vectors, or else read from Chroma with their vectors."""
     if exact is not None:
-        cos = np.asarray(exact.chunks[rows]) @ qvec.astype(np.float32)
-        for row, score in zip(rows, cos, strict=True):
-            info[index.ids[row]] = {"text": None, "meta": {"doc_id": index.doc_ids[row], "lang": index.langs[row]},
-                                    "dense": float(score)}
+        rows = list(dict.fromkeys(rows + [row for doc in new_docs for row in index.rows_of_doc.get(doc, [])]))
+        if rows:
+            cos = np.asarray(exact.chunks[rows]) @ qvec.astype(np.float32)
+            for row, score in zip(rows, cos, strict=True):
+                info[index.ids[row]] = {"text": None, "meta": {"doc_id": index.doc_ids[row], "lang": index.langs[row]},
+                                        "dense": float(score)}
         return
-    got = store.chunks(name).get(ids=[index.ids[row] for row in rows], include=["documents", "metadatas", "embeddings"])
-    for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=False):
-        info[cid] = {"text": doc or "", "meta": dict(meta or {}), "dense": float(np.dot(np.asarray(emb), qvec))}
+    include = ["documents", "metadatas", "embeddings"]
+    reads = [{"ids": [index.ids[row] for row in rows]}] if rows else []
+    if new_docs:
+        reads.append({"where": {"doc_id": {"$in": new_docs}}})
+    for read in reads:
+        got = store.chunks(name).get(**read, include=include)
+        for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"],
+                                       strict=False):
+            info.setdefault(cid, {"text": doc or "", "meta": dict(meta or {}),
+                                  "dense": float(np.dot(np.asarray(emb), qvec))})
 
 
 def chroma_candidates(store: Store, name: str, qvec: np.ndarray, n: int, flt: Filters,

@@ -81,11 +81,14 @@ class Store:
             if found:
                 # A collection made before collections recorded their embedder, queried or extended with
                 # another one: Chroma only sees the dimensions differ.
-                raise EmbedderMismatchError(
-                    f"this collection holds {found[1]}-dimension vectors, but the embedder in use "
-                    f"({self.settings.embed_model}) makes {found[2]}: set RAG_EMBED_MODEL to the embedder that "
-                    "made it, or re-embed it with `rag ingest --rebuild -c NAME`") from exc
+                raise self.dimension_mismatch(int(found[1]), int(found[2])) from exc
             raise unavailable_error(exc, self.settings) from exc
+
+    def dimension_mismatch(self, held: int, made: int) -> EmbedderMismatchError:
+        return EmbedderMismatchError(
+            f"this collection holds {held}-dimension vectors, but the embedder in use ({self.settings.embed_model}) "
+            f"makes {made}: set RAG_EMBED_MODEL to the embedder that made it, or re-embed it with "
+            "`rag ingest --rebuild -c NAME`")
 
     def chunks(self, name: str, create: bool = True):
         check_name(name)
