@@ -89,10 +89,9 @@ class ExactVectors:
         """Read the memory-mapped vectors now (a new process's first question would wait for the pages)."""
         _ = float(np.asarray(self.chunks).sum()) + float(np.asarray(self.articles).sum())
 
-    def top_chunks(self, qvec: np.ndarray, n: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, list]:
-        """Every chunk's cosine to the question, and the n best (row, cosine), best first."""
-        cos = self.chunks @ qvec.astype(np.float32)
-        return cos, top(cos, n, mask)
+    def top_chunks(self, qvec: np.ndarray, n: int, mask: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """The n chunks closest to the question: (row, cosine), best first."""
+        return top(self.chunks @ qvec.astype(np.float32), n, mask)
 
     def top_articles(self, qvec: np.ndarray, n: int, chunk_mask: np.ndarray | None = None) -> dict[str, float] | None:
         """article id -> cosine of its whole-article vector, the n best (None when there are none). An article
@@ -106,6 +105,11 @@ class ExactVectors:
             mask[rows[rows >= 0]] = True
         cos = self.articles @ qvec.astype(np.float32)
         return {self.article_ids[i]: score for i, score in top(cos, n, mask)}
+
+
+def vectors_wanted(chunks: int, limit: int) -> bool:
+    """Whether a collection of this many chunks keeps the exact vectors (RAG_EXACT_SEARCH_MAX_CHUNKS)."""
+    return 0 < chunks <= limit
 
 
 def unit_rows(vectors: Any) -> np.ndarray:
@@ -207,8 +211,8 @@ def load(folder: Path, revision: str) -> KeywordIndex | None:
                                    np.load(folder / "article_vectors.npy", mmap_mode="r", allow_pickle=False),
                                    np.load(folder / "chunk_article.npy", allow_pickle=False))
             chunks, articles = vectors.chunks, vectors.articles
-            if (chunks.dtype != np.float32 or articles.dtype != np.float32 or chunks.ndim != 2 or chunks.shape[0] != len(meta["ids"])
-                    or articles.ndim != 2 or articles.shape != (len(vectors.article_ids), chunks.shape[1])
+            if (chunks.dtype != np.float32 or articles.dtype != np.float32
+                    or chunks.ndim != 2 or chunks.shape[0] != len(meta["ids"]) or articles.ndim != 2 or articles.shape != (len(vectors.article_ids), chunks.shape[1])
                     or vectors.chunk_article.shape != (len(meta["ids"]),)
                     or (vectors.chunk_article.size and vectors.chunk_article.max() >= len(vectors.article_ids))):
                 return None  # written by something else, or torn: rebuilt
@@ -222,7 +226,7 @@ def build(store, name: str, revision: str, max_vectors: int = 0) -> KeywordIndex
     """The index of the collection's chunks; with their vectors when it has at most `max_vectors` chunks."""
     import bm25s
 
-    with_vectors = 0 < store.chunk_count(name) <= max_vectors
+    with_vectors = vectors_wanted(store.chunk_count(name), max_vectors)
     ids: list[str] = []
     doc_ids: list[str] = []
     embeddings: list[Any] = []
@@ -246,7 +250,7 @@ def build(store, name: str, revision: str, max_vectors: int = 0) -> KeywordIndex
         model.index(corpus, show_progress=False)
     corpus_langs = sorted({lang for lang in langs if lang in STEMMER_LANGS})
     vectors = None
-    if with_vectors and 0 < len(ids) <= max_vectors:
+    if with_vectors and vectors_wanted(len(ids), max_vectors):
         article_ids, article_vectors = store.article_vectors(name)
         row_of = {doc: row for row, doc in enumerate(article_ids)}
         chunk_vectors = unit_rows(embeddings)
@@ -267,7 +271,7 @@ def get_index(store, name: str, settings: Settings | None = None) -> KeywordInde
 
     def current(index: KeywordIndex | None) -> bool:  # at this revision, with vectors when they are wanted
         return (index is not None and index.revision == revision
-                and (index.vectors is not None or not 0 < len(index.ids) <= limit))
+                and (index.vectors is not None or not vectors_wanted(len(index.ids), limit)))
 
     with _lock:
         cached = _cache.get(key)
@@ -275,7 +279,7 @@ def get_index(store, name: str, settings: Settings | None = None) -> KeywordInde
             return cached
         index = load(folder, revision) if folder.exists() else None
         if not current(index):
-            index = build(store, name, revision, settings.exact_search_max_chunks)
+            index = build(store, name, revision, limit)
             save(index, folder)
         _cache[key] = index
         return index

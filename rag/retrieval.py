@@ -120,13 +120,15 @@ def exact_candidates(exact: ExactVectors, index: KeywordIndex, qvec: np.ndarray,
                      article_vectors: bool) -> tuple[dict[str, dict[str, Any]], set[str], dict[str, float] | None]:
     """The n closest chunks by exact cosine from the index's copy of the vectors (rag.keyword.ExactVectors),
     and the n closest articles by their whole-article vectors; texts are read later, for the best only."""
-    _, rows = exact.top_chunks(qvec, n, mask)
-    info: dict[str, dict[str, Any]] = {}
-    for row, score in rows:
-        info[index.ids[row]] = {"text": None, "meta": {"doc_id": index.doc_ids[row], "lang": index.langs[row]},
-                                "dense": score}
+    info = {index.ids[row]: unread_candidate(index, row, score) for row, score in exact.top_chunks(qvec, n, mask)}
     doc_cos = exact.top_articles(qvec, n, mask) if article_vectors else None
     return info, set(info), doc_cos
+
+
+def unread_candidate(index: KeywordIndex, row: int, cos: float) -> dict[str, Any]:
+    """A candidate known from the index alone: the fusion needs its article and language; its text and full
+    metadata are read from Chroma only if its article is among the best."""
+    return {"text": None, "meta": {"doc_id": index.doc_ids[row], "lang": index.langs[row]}, "dense": cos}
 
 
 def add_candidates(info: dict[str, dict[str, Any]], index: KeywordIndex, exact: ExactVectors | None,
@@ -138,8 +140,7 @@ def add_candidates(info: dict[str, dict[str, Any]], index: KeywordIndex, exact: 
         if rows:
             cos = np.asarray(exact.chunks[rows]) @ qvec.astype(np.float32)
             for row, score in zip(rows, cos, strict=True):
-                info[index.ids[row]] = {"text": None, "meta": {"doc_id": index.doc_ids[row], "lang": index.langs[row]},
-                                        "dense": float(score)}
+                info[index.ids[row]] = unread_candidate(index, row, float(score))
         return
     include = ["documents", "metadatas", "embeddings"]
     reads = [{"ids": [index.ids[row] for row in rows]}] if rows else []

@@ -238,16 +238,20 @@ class Store:
         """doc_id -> its manifest record."""
         if not self.exists(name):
             return {}
-        col = self.articles(name)
         out: dict[str, ArticleRecord] = {}
+        for got in self._pages(self.articles(name), ["metadatas"]):
+            for doc_id, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
+                out[doc_id] = ArticleRecord.from_metadata(dict(meta or {}))
+        return out
+
+    def _pages(self, col, include: list[str]) -> Iterator[dict[str, Any]]:
+        """A whole collection, read PAGE records at a time."""
         offset = 0
         while True:
-            got = self._call(col.get, include=["metadatas"], limit=PAGE, offset=offset)
-            ids = got["ids"]
-            for doc_id, meta in zip(ids, got["metadatas"] or [], strict=False):
-                out[doc_id] = ArticleRecord.from_metadata(dict(meta or {}))
-            if len(ids) < PAGE:
-                return out
+            got = self._call(col.get, include=include, limit=PAGE, offset=offset)
+            yield got
+            if len(got["ids"]) < PAGE:
+                return
             offset += PAGE
 
     def put_articles(self, name: str, records: dict[str, ArticleRecord]) -> None:
@@ -304,32 +308,21 @@ class Store:
 
     def iter_chunk_rows(self, name: str, vectors: bool = False) -> Iterator[tuple[str, str, dict[str, Any], Any]]:
         """Every chunk: id, text, metadata and (with `vectors`, else None) its vector."""
-        col = self.chunks(name)
         include = ["documents", "metadatas", "embeddings"] if vectors else ["documents", "metadatas"]
-        offset = 0
-        while True:
-            got = self._call(col.get, include=include, limit=PAGE, offset=offset)
+        for got in self._pages(self.chunks(name), include):
             embs = got["embeddings"] if vectors else None
             for i, (cid, doc, meta) in enumerate(zip(got["ids"], got["documents"] or [], got["metadatas"] or [],
                                                      strict=False)):
                 yield cid, doc or "", dict(meta or {}), (embs[i] if embs is not None else None)
-            if len(got["ids"]) < PAGE:
-                return
-            offset += PAGE
 
     def article_vectors(self, name: str) -> tuple[list[str], list[Any]]:
         """Every whole-article vector (ids and vectors; none when the collection predates them)."""
         col = self.docs(name, create=False)
         ids: list[str] = []
         vectors: list[Any] = []
-        offset = 0
-        while col is not None:
-            got = self._call(col.get, include=["embeddings"], limit=PAGE, offset=offset)
+        for got in self._pages(col, ["embeddings"]) if col is not None else []:
             ids += got["ids"]
             vectors += list(got["embeddings"] if got["embeddings"] is not None else [])
-            if len(got["ids"]) < PAGE:
-                break
-            offset += PAGE
         return ids, vectors
 
     def query(self, name: str, embedding: list[float], n: int, where: dict | None) -> list[tuple[str, str, dict, float]]:
