@@ -306,17 +306,15 @@ class Embedder(EmbedderBase):
             )
         import numpy as np
 
-        # One text per run, whatever `batch_size` says. On 2 cores it was faster than batches at every size
-        # measured, for both models and precisions (bench/RESULTS.md, stop 30: EmbeddingGemma int8 15.0
-        # chunks/s alone, 13.2 in batches of 8, 8.4 in batches of 32). It is also the only way an int8 graph
-        # gives a text one vector: dynamic quantisation scales the activations over the whole batch tensor,
-        # so a text embedded beside others got another vector than alone (EmbeddingGemma int8: cosine
-        # 0.965-0.984), and questions are embedded alone.
+        # Batches of similar length waste little on padding (as sentence-transformers does).
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), self.full_dim), dtype=np.float32)
-        for i, text in enumerate(texts):
-            enc = self.tokenizer([text], truncation=True, max_length=self.encode_tokens, return_tensors="np")
-            out[i] = self.session.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
-                                             "attention_mask": enc["attention_mask"].astype(np.int64)})[0][0]
+        for b in range(0, len(order), batch_size):
+            idx = order[b : b + batch_size]
+            enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                 max_length=self.encode_tokens, return_tensors="np")
+            out[idx] = self.session.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
+                                               "attention_mask": enc["attention_mask"].astype(np.int64)})[0]
         return out
 
 

@@ -57,9 +57,7 @@ class Settings(BaseSettings):
         "768, 512, 256, 128); 0 = all."
     )
     embed_batch_size: int = Field(
-        32, description="Texts per request to an embedding server (RAG_EMBED_PROVIDER=openai) and per batch of "
-        "the torch backend. The packaged ONNX graphs embed one text per run: faster on few cores, and an int8 "
-        "vector then does not depend on the texts beside it."
+        32, description="Chunks embedded per batch (per request with RAG_EMBED_PROVIDER=openai)."
     )
     ingest_batch_articles: int = Field(
         48, ge=1, description="Articles written to Chroma per batch by an ingest: an interrupted ingest redoes at "

@@ -168,21 +168,6 @@ def test_corrupted_part_fails_its_checksum_and_names_the_fix(tmp_path: Path):
     assert not (settings.model_dir / "tiny-zipped").exists()
 
 
-@pytest.mark.parametrize("name", [GEMMA, "multilingual-e5-small"])
-def test_an_int8_text_gets_one_vector_whatever_is_embedded_beside_it(name: str):
-    # Dynamic int8 quantisation scales activations over the whole batch tensor: batched, a text's vector
-    # depended on its batch mates (EmbeddingGemma int8: cosine 0.965-0.984 to the text alone).
-    model = load_embedder(Settings(embed_model=name, embed_precision="int8"))
-    texts = ["Lawrow traf Choe Son-hui in Moskau.",
-             "Sony sold 1.2 million PlayStation consoles in Japan in the first week, the company said. " * 6,
-             "Die Zentralbank ließ den Leitzins unverändert."]
-    together = model.embed_passages(texts, batch_size=32)
-    for text, vec in zip(texts, together, strict=True):
-        assert np.array_equal(model.embed_passages([text])[0], vec)
-    assert np.array_equal(model.embed_queries([texts[0]], cache=False)[0],
-                          model.embed_queries([texts[2], texts[0]], cache=False)[1])
-
-
 def test_answers_score_with_the_calibrated_embedder_whatever_retrieves():
     from rag.models import load_embedder, load_scorer
 
