@@ -23,22 +23,11 @@ from bench.datasets import CACHE
 
 GRAPHS = (("embeddinggemma-300m", "int8"), ("embeddinggemma-300m", "fp32"),
           ("multilingual-e5-small", "int8"), ("multilingual-e5-small", "fp32"))
-BATCHES = (8, 32)
+BATCHES = (1, 8, 32)  # a batch of one is one text per run: no padding and no batch mates
 
 
-def batched(embedder, texts: list[str], batch_size: int) -> np.ndarray:
-    """newsrag's own encoding (rag.models.Embedder): texts sorted by length, padded batches of `batch_size`."""
-    return embedder._full_encode(texts, batch_size)
-
-
-def one_per_run(embedder, texts: list[str]) -> np.ndarray:
-    """Each text alone through the same onnxruntime session: no padding, and no batch mates."""
-    out = np.zeros((len(texts), embedder.full_dim), dtype=np.float32)
-    for i, text in enumerate(texts):
-        enc = embedder.tokenizer([text], truncation=True, max_length=embedder.encode_tokens, return_tensors="np")
-        out[i] = embedder.session.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
-                                             "attention_mask": enc["attention_mask"].astype(np.int64)})[0][0]
-    return out
+def way(batch_size: int) -> str:
+    return "one" if batch_size == 1 else f"b{batch_size}"
 
 
 def sample_texts(collection: str, n: int) -> list[str]:
@@ -62,20 +51,18 @@ def main(n: int = 200, rounds: int = 2, collection: str = "bench-answer-set") ->
     for name, precision in GRAPHS:
         model = load_embedder(Settings(embed_model=name, embed_precision=precision))
         texts = [model.passage_prefix + t for t in chunks]
-        one_per_run(model, texts[:4])  # the first run sizes onnxruntime's buffers
-        speed: dict[str, list[float]] = {"one": [], **{f"b{b}": [] for b in BATCHES}}
+        # newsrag's own encoding (rag.models.Embedder): texts sorted by length, padded batches of the size given
+        model._full_encode(texts[:4], 1)  # the first run sizes onnxruntime's buffers
+        speed: dict[str, list[float]] = {way(b): [] for b in BATCHES}
         vectors: dict[str, np.ndarray] = {}
         for _ in range(rounds):
-            t = time.perf_counter()
-            vectors["one"] = one_per_run(model, texts)
-            speed["one"].append(len(texts) / (time.perf_counter() - t))
             for b in BATCHES:
                 t = time.perf_counter()
-                vectors[f"b{b}"] = batched(model, texts, b)
-                speed[f"b{b}"].append(len(texts) / (time.perf_counter() - t))
+                vectors[way(b)] = model._full_encode(texts, b)
+                speed[way(b)].append(len(texts) / (time.perf_counter() - t))
         kept[(name, precision)] = vectors
         row = {f"chunks_per_s_{k}": float(np.median(v)) for k, v in speed.items()}
-        for b in BATCHES:
+        for b in BATCHES[1:]:
             cos = np.sum(vectors[f"b{b}"] * vectors["one"], axis=1)
             row[f"b{b}_cos_to_one_min"], row[f"b{b}_cos_to_one_p50"] = float(cos.min()), float(np.median(cos))
         results[f"{name} {precision}"] = row
@@ -83,8 +70,8 @@ def main(n: int = 200, rounds: int = 2, collection: str = "bench-answer-set") ->
     for name, precision in GRAPHS:
         if precision == "int8":
             ref = kept[(name, "fp32")]["one"]
-            for way, vec in kept[(name, precision)].items():
-                results[f"{name} int8"][f"{way}_cos_to_fp32_p50"] = float(np.median(np.sum(vec * ref, axis=1)))
+            for label, vec in kept[(name, precision)].items():
+                results[f"{name} int8"][f"{label}_cos_to_fp32_p50"] = float(np.median(np.sum(vec * ref, axis=1)))
     results["_chunks"] = {"n": float(len(chunks))}
     out = CACHE / "embed-batch.json"
     out.write_text(json.dumps(results, indent=2))
