@@ -114,6 +114,8 @@ def fact_problems(claim: str, quote: str, header: str, question: str, other_sour
         problems.append("the question asks for a name, the claim names none")
     if claim_lang == source_lang and (noun := facts.counts_something_else(claim, quote, question)):
         problems.append(f"the source's number counts {noun}, not what the question asks")
+    if claim_lang == source_lang and (other := facts.another_count_answers(claim, sentence, question, article)):
+        problems.append(f"another sentence of the source counts what the question asks: {other}")
     if source_lang == "en" and (person := facts.said_of_someone_else(claim, sentence, question, article)):
         problems.append(f"the source says this of {person}")
     if hedge := facts.only_expected(claim, sentence, question):

@@ -11,7 +11,7 @@ import numpy as np
 from rag import facts
 from rag.evidence import Source
 from rag.types import Passage
-from rag.verify import MarkerFilter, confirm_claims, extraction_problem, split_claims, verify_claims
+from rag.verify import MarkerFilter, confirm_claims, extraction_problem, fact_problems, split_claims, verify_claims
 
 DIM = 512
 
@@ -445,3 +445,24 @@ def test_a_who_question_prefers_evidence_that_names_a_person():
     qvec = WordEmbedder().embed_queries([question])[0]
     select_evidence([article], qvec, WordEmbedder(), question, limit=1)
     assert article.selected == [1]  # the first resembles the question more (0.284 against 0.268)
+
+
+def test_another_sentence_counting_what_the_question_asks_takes_the_mark_away():
+    """A how-many question with a qualifier ("counting telephone conversations"): the claim's number comes
+    from a sentence that counts without it, while another sentence of the source counts the same thing with
+    it (answer bench q034). A sentence that only shares a word more with the question is no such sentence."""
+    article = ('According to the Japanese top diplomat, he has met with Lavrov eight times by now. "I recollect '
+               'our meeting in London in April 2013," he said. "Taking into account telephone conversations, we '
+               'have spoken with Minister Lavrov 13 times," Japan\'s top diplomat said.')
+    question = ("Counting telephone conversations, how many times had Japanese Foreign Minister Fumio Kishida "
+                "spoken with Sergey Lavrov by March 2017?")
+    met = "According to the Japanese top diplomat, he has met with Lavrov eight times by now."
+    claim = "Fumio Kishida had spoken with Sergey Lavrov eight times by March 2017."
+    assert facts.another_count_answers(claim, met, question, article) == "13 times"
+    problems = fact_problems(claim, met, "", question, "", "en", "en", sentence=met, article=article)
+    assert any("13 times" in p for p in problems)
+    spoken = article[article.index('"Taking'):]
+    assert facts.another_count_answers("Kishida had spoken with Lavrov 13 times.", spoken, question, article) == ""
+    floods = "The floods killed 40 people in 2016. In the 2015 floods, 20 people died."
+    assert facts.another_count_answers("40 people died in the 2016 floods.", "The floods killed 40 people in 2016.",
+                                       "How many people died in the 2016 floods?", floods) == ""
