@@ -373,9 +373,10 @@ def test_scorer_vectors_stored_at_ingest_are_the_ones_answering_would_compute(da
     rescore_passages(passages, question, scorer, 4)
     rescore_passages(recomputed, question, scorer, 4)
     # int8 graphs quantise activations per batch, so a chunk embedded with other chunks at ingest and with
-    # the other candidates here differ slightly (fp32 vs int8 differs ~5x more: bench/RESULTS.md, stop 27)
+    # the other candidates here differ slightly: up to 0.0044 on an AVX2-only Zen 3, whose int8 kernels lack
+    # VNNI, under 0.004 on the AVX-512 machines of earlier stops (fp32 vs int8: ~0.02; bench/RESULTS.md, stop 27)
     for a, b in zip(passages[:4], recomputed[:4], strict=True):
-        assert abs(a.dense_score - b.dense_score) < 0.004
+        assert abs(a.dense_score - b.dense_score) < 0.01
     # another scorer (here: fp32) finds no vector of its own and embeds the chunk, as before
     assert unpack_vector(passages[0].scorer_vector, load_scorer(Settings(scorer_precision="fp32")).signature) is None
 
