@@ -118,6 +118,8 @@ def fact_problems(claim: str, quote: str, header: str, question: str, other_sour
         problems.append(f"another sentence of the source counts what the question asks: {other}")
     if source_lang == "en" and (person := facts.said_of_someone_else(claim, sentence, question, article)):
         problems.append(f"the source says this of {person}")
+    if since := facts.since_dropped(claim, sentence, question):
+        problems.append(f"the source counts this {since}, the claim dates it otherwise")
     if hedge := facts.only_expected(claim, sentence, question):
         problems.append(f"the source only expects it ({hedge})")
     # A number the question already holds ("2016", "€1 million") is no new information either: on run 1 of

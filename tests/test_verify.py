@@ -466,3 +466,36 @@ def test_another_sentence_counting_what_the_question_asks_takes_the_mark_away():
     floods = "The floods killed 40 people in 2016. In the 2015 floods, 20 people died."
     assert facts.another_count_answers("40 people died in the 2016 floods.", "The floods killed 40 people in 2016.",
                                        "How many people died in the 2016 floods?", floods) == ""
+
+
+def test_a_count_since_a_year_is_not_dated_to_another_year():
+    """"340 people executed in 2016 alone" from "... has ordered 340 people to be executed since he came to power
+    in 2011" (answer bench q094, a near miss, shown verified). Keeping the "since", or a year that dates the
+    number in the source itself, passes."""
+    sentence = ("A report released at the end of 2016 claims Kim has ordered 340 people to be executed since he "
+                "came to power in 2011.")
+    question = "How many people did Kim Jong Un order to be executed in 2016 alone?"
+    claim = "Kim Jong Un ordered 340 people to be executed in 2016 alone."
+    assert facts.since_dropped(claim, sentence, question) == "since 2011"
+    problems = fact_problems(claim, sentence, "", question, "", "en", "en", sentence=sentence, article=sentence)
+    assert any("since 2011" in p for p in problems)
+    # across languages, and in German sources
+    assert facts.since_dropped("Kim ließ 2016 340 Menschen hinrichten.", sentence, question) == "since 2011"
+    assert facts.since_dropped("Kim ließ 2016 340 Menschen hinrichten.",
+                               "Seit seinem Amtsantritt 2011 ließ Kim 340 Menschen hinrichten.",
+                               "Wie viele Menschen ließ Kim 2016 hinrichten?") == "since 2011"
+    # the claim or the question keeps the scope
+    asked = "How many executions has Kim ordered?"
+    assert facts.since_dropped("Kim has ordered 340 executions since taking power.", sentence, asked) == ""
+    assert facts.since_dropped("Kim has ordered 340 executions.", sentence, asked + " since 2011") == ""
+    assert facts.since_dropped("Kim has ordered 340 executions.", sentence, asked) == ""  # no other year
+    # the source itself dates the number, or "since" is far from it, or the number is the year
+    assert facts.since_dropped("Kim ordered 60 executions in 2016.",
+                               "Since 2011, Kim has ordered 340 executions; in 2016 he ordered 60.",
+                               "How many in 2016?") == ""
+    assert facts.since_dropped("Kim ordered 60 executions in 2016.",
+                               "Since 2011 Kim has ordered 340 executions and in 2016 he ordered 60.",
+                               "How many in 2016?") == ""
+    assert facts.since_dropped("The firm opened a plant in 2016.",
+                               "Since 2011 the firm grew to 340 staff and in 2016 opened a plant.",
+                               "When did the firm open a plant?") == ""
