@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rag import facts, prompts
+from rag import claim_scope, facts, prompts
 from rag.evidence import Source
 from rag.text import NUMBER, STOPWORDS, WORD, lexical_overlap, split_sentences
 
@@ -112,15 +112,15 @@ def fact_problems(claim: str, quote: str, header: str, question: str, other_sour
     # namahage", answer bench q045, a right German answer this refused when German claims were checked too).
     if claim_lang == "en" and facts.names_nothing_new(claim, question, evidence):
         problems.append("the question asks for a name, the claim names none")
-    if claim_lang == source_lang and (noun := facts.counts_something_else(claim, quote, question)):
+    if claim_lang == source_lang and (noun := claim_scope.counts_something_else(claim, quote, question)):
         problems.append(f"the source's number counts {noun}, not what the question asks")
-    if claim_lang == source_lang and (other := facts.another_count_answers(claim, sentence, question, article)):
+    if claim_lang == source_lang and (other := claim_scope.another_count_answers(claim, sentence, question, article)):
         problems.append(f"another sentence of the source counts what the question asks: {other}")
-    if source_lang == "en" and (person := facts.said_of_someone_else(claim, sentence, question, article)):
+    if source_lang == "en" and (person := claim_scope.said_of_someone_else(claim, sentence, question, article)):
         problems.append(f"the source says this of {person}")
-    if since := facts.since_dropped(claim, sentence, question):
+    if since := claim_scope.since_dropped(claim, sentence, question):
         problems.append(f"the source counts this {since}, the claim dates it otherwise")
-    if hedge := facts.only_expected(claim, sentence, question):
+    if hedge := claim_scope.only_expected(claim, sentence, question):
         problems.append(f"the source only expects it ({hedge})")
     # A number the question already holds ("2016", "€1 million") is no new information either: on run 1 of
     # the answer bench this flagged 2 more wrong claims and no right one.

@@ -8,7 +8,7 @@ import zlib
 
 import numpy as np
 
-from rag import facts
+from rag import claim_scope, facts
 from rag.evidence import Source
 from rag.types import Passage
 from rag.verify import MarkerFilter, confirm_claims, extraction_problem, fact_problems, split_claims, verify_claims
@@ -357,16 +357,16 @@ def test_a_number_that_counts_something_else_does_not_answer_how_many():
     """'3,400 new jobs' from 'employ about 3,400 workers' (q103, a near miss, was verified)."""
     question = "How many new jobs will Toyota's investment in its Burnaston plant create?"
     quote = "The Burnaston plant, together with the engine plant at Deeside, employ about 3,400 workers."
-    assert facts.counts_something_else("The investment will create about 3,400 new jobs.", quote, question) == \
+    assert claim_scope.counts_something_else("The investment will create about 3,400 new jobs.", quote, question) == \
         "workers"
-    assert facts.counts_something_else("The plants employ about 3,400 workers.", quote, question) == ""
-    assert facts.counts_something_else("It will create 3,400 new jobs.", "It creates 3,400 new jobs.", question) == ""
-    assert facts.counts_something_else("It made 3,400 new jobs.", "About 3,400 of them are new.", question) == ""
+    assert claim_scope.counts_something_else("The plants employ about 3,400 workers.", quote, question) == ""
+    assert claim_scope.counts_something_else("It will create 3,400 new jobs.", "It creates 3,400 new jobs.", question) == ""
+    assert claim_scope.counts_something_else("It made 3,400 new jobs.", "About 3,400 of them are new.", question) == ""
     # scale and currency words are skipped: "1,3 Millionen Flüchtlinge"
-    assert facts.counts_something_else("Der Libanon hat 1,3 Millionen Flüchtlinge aufgenommen.",
+    assert claim_scope.counts_something_else("Der Libanon hat 1,3 Millionen Flüchtlinge aufgenommen.",
                                        "Libanon hat rund 1,3 Millionen Flüchtlinge aus Syrien aufgenommen.",
                                        "Wie viele Flüchtlinge hat der Libanon aufgenommen?") == ""
-    assert facts.counts_something_else("It will create 3,400 new jobs.", quote, "When did Toyota invest?") == ""
+    assert claim_scope.counts_something_else("It will create 3,400 new jobs.", quote, "When did Toyota invest?") == ""
 
 
 def test_a_fact_the_sentence_states_of_someone_else_is_not_verified():
@@ -375,12 +375,12 @@ def test_a_fact_the_sentence_states_of_someone_else_is_not_verified():
     article = sentence + " Only three others were from Russia - Svetlana Savitskaya, Elena Kondakova."
     question = "How long did Svetlana Savitskaya's first space flight last?"
     claim = "Svetlana Savitskaya's first space flight lasted almost three days."
-    assert facts.said_of_someone_else(claim, sentence, question, article) == "Tereshkova"
-    assert facts.said_of_someone_else("Tereshkova's first flight lasted almost three days.", sentence,
+    assert claim_scope.said_of_someone_else(claim, sentence, question, article) == "Tereshkova"
+    assert claim_scope.said_of_someone_else("Tereshkova's first flight lasted almost three days.", sentence,
                                       "How long did Tereshkova's first flight last?", article) == ""
     # a capitalised common noun the article also writes in lower case names no one
     police = "Police said 23 people died. The police chief resigned."
-    assert facts.said_of_someone_else("In Mosul 23 people died.", "Police said 23 people died.",
+    assert claim_scope.said_of_someone_else("In Mosul 23 people died.", "Police said 23 people died.",
                                       "How many people died in Mosul?", police) == ""
     from rag.verify import fact_problems
 
@@ -393,23 +393,23 @@ def test_a_number_the_source_only_expects_is_not_stated_as_fact():
     (q099, a near miss, was verified)."""
     sentence = "Organizers are expecting more than 200,000 visitors and 3,000 exhibitors at this year's Cebit."
     question = "Wie viele Besucher kamen am Ende tatsächlich zur Cebit 2017?"
-    assert facts.only_expected("Am Ende der Cebit 2017 kamen mehr als 200.000 Besucher.", sentence,
+    assert claim_scope.only_expected("Am Ende der Cebit 2017 kamen mehr als 200.000 Besucher.", sentence,
                                question) == "expecting"
     # a claim that keeps the hedge, in either language, is fine
-    assert facts.only_expected("Die Veranstalter erwarteten mehr als 200.000 Besucher.", sentence, question) == ""
-    assert facts.only_expected("More than 200,000 visitors were expected.", sentence, question) == ""
+    assert claim_scope.only_expected("Die Veranstalter erwarteten mehr als 200.000 Besucher.", sentence, question) == ""
+    assert claim_scope.only_expected("More than 200,000 visitors were expected.", sentence, question) == ""
     # so is a claim or question about the aim itself (q032: "an explicit target of reducing coal imports by 62%")
     target = "The resolution included an explicit target of reducing coal imports by 62%."
-    assert facts.only_expected("Resolution 2321 explicitly aimed to reduce coal imports by 62%.", target,
+    assert claim_scope.only_expected("Resolution 2321 explicitly aimed to reduce coal imports by 62%.", target,
                                "By what percentage should Resolution 2321 cut coal imports?") == ""
-    assert facts.only_expected("Resolution 2321 cut coal imports by 62%.", target,
+    assert claim_scope.only_expected("Resolution 2321 cut coal imports by 62%.", target,
                                "By what percentage was the resolution meant to cut coal imports?") == "target"
-    assert facts.only_expected("It cut coal imports by 62%.", target, "What was the resolution's goal?") == ""
+    assert claim_scope.only_expected("It cut coal imports by 62%.", target, "What was the resolution's goal?") == ""
     # a number the question already holds, or a fact stated plainly, is not affected
-    assert facts.only_expected("The Cebit had 3,000 exhibitors.", "The Cebit had 3,000 exhibitors.",
+    assert claim_scope.only_expected("The Cebit had 3,000 exhibitors.", "The Cebit had 3,000 exhibitors.",
                                "How many exhibitors?") == ""
     # German passive "werden" is no expectation (q083 is a right answer)
-    assert facts.only_expected("Der Bund gibt jedes Jahr über 52 Milliarden Euro für klimaschädliche Subventionen aus.",
+    assert claim_scope.only_expected("Der Bund gibt jedes Jahr über 52 Milliarden Euro für klimaschädliche Subventionen aus.",
                                "Jedes Jahr werden über 52 Milliarden Euro für klimaschädliche Subventionen "
                                "ausgegeben.", "Wie viel Geld gibt der Bund jedes Jahr aus?") == ""
 
@@ -458,13 +458,13 @@ def test_another_sentence_counting_what_the_question_asks_takes_the_mark_away():
                 "spoken with Sergey Lavrov by March 2017?")
     met = "According to the Japanese top diplomat, he has met with Lavrov eight times by now."
     claim = "Fumio Kishida had spoken with Sergey Lavrov eight times by March 2017."
-    assert facts.another_count_answers(claim, met, question, article) == "13 times"
+    assert claim_scope.another_count_answers(claim, met, question, article) == "13 times"
     problems = fact_problems(claim, met, "", question, "", "en", "en", sentence=met, article=article)
     assert any("13 times" in p for p in problems)
     spoken = article[article.index('"Taking'):]
-    assert facts.another_count_answers("Kishida had spoken with Lavrov 13 times.", spoken, question, article) == ""
+    assert claim_scope.another_count_answers("Kishida had spoken with Lavrov 13 times.", spoken, question, article) == ""
     floods = "The floods killed 40 people in 2016. In the 2015 floods, 20 people died."
-    assert facts.another_count_answers("40 people died in the 2016 floods.", "The floods killed 40 people in 2016.",
+    assert claim_scope.another_count_answers("40 people died in the 2016 floods.", "The floods killed 40 people in 2016.",
                                        "How many people died in the 2016 floods?", floods) == ""
 
 
@@ -476,26 +476,26 @@ def test_a_count_since_a_year_is_not_dated_to_another_year():
                 "came to power in 2011.")
     question = "How many people did Kim Jong Un order to be executed in 2016 alone?"
     claim = "Kim Jong Un ordered 340 people to be executed in 2016 alone."
-    assert facts.since_dropped(claim, sentence, question) == "since 2011"
+    assert claim_scope.since_dropped(claim, sentence, question) == "since 2011"
     problems = fact_problems(claim, sentence, "", question, "", "en", "en", sentence=sentence, article=sentence)
     assert any("since 2011" in p for p in problems)
     # across languages, and in German sources
-    assert facts.since_dropped("Kim ließ 2016 340 Menschen hinrichten.", sentence, question) == "since 2011"
-    assert facts.since_dropped("Kim ließ 2016 340 Menschen hinrichten.",
+    assert claim_scope.since_dropped("Kim ließ 2016 340 Menschen hinrichten.", sentence, question) == "since 2011"
+    assert claim_scope.since_dropped("Kim ließ 2016 340 Menschen hinrichten.",
                                "Seit seinem Amtsantritt 2011 ließ Kim 340 Menschen hinrichten.",
                                "Wie viele Menschen ließ Kim 2016 hinrichten?") == "since 2011"
     # the claim or the question keeps the scope
     asked = "How many executions has Kim ordered?"
-    assert facts.since_dropped("Kim has ordered 340 executions since taking power.", sentence, asked) == ""
-    assert facts.since_dropped("Kim has ordered 340 executions.", sentence, asked + " since 2011") == ""
-    assert facts.since_dropped("Kim has ordered 340 executions.", sentence, asked) == ""  # no other year
+    assert claim_scope.since_dropped("Kim has ordered 340 executions since taking power.", sentence, asked) == ""
+    assert claim_scope.since_dropped("Kim has ordered 340 executions.", sentence, asked + " since 2011") == ""
+    assert claim_scope.since_dropped("Kim has ordered 340 executions.", sentence, asked) == ""  # no other year
     # the source itself dates the number, or "since" is far from it, or the number is the year
-    assert facts.since_dropped("Kim ordered 60 executions in 2016.",
+    assert claim_scope.since_dropped("Kim ordered 60 executions in 2016.",
                                "Since 2011, Kim has ordered 340 executions; in 2016 he ordered 60.",
                                "How many in 2016?") == ""
-    assert facts.since_dropped("Kim ordered 60 executions in 2016.",
+    assert claim_scope.since_dropped("Kim ordered 60 executions in 2016.",
                                "Since 2011 Kim has ordered 340 executions and in 2016 he ordered 60.",
                                "How many in 2016?") == ""
-    assert facts.since_dropped("The firm opened a plant in 2016.",
+    assert claim_scope.since_dropped("The firm opened a plant in 2016.",
                                "Since 2011 the firm grew to 340 staff and in 2016 opened a plant.",
                                "When did the firm open a plant?") == ""
