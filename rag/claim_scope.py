@@ -65,13 +65,13 @@ def counts_something_else(claim: str, evidence: str, question: str) -> str:
 NUMBER_WORD = re.compile(r"\b(" + "|".join(NUMBER_WORDS) + r")\b", re.IGNORECASE)
 
 
-def counts_in(text: str) -> list[tuple[set[float], str]]:
-    """Each number `text` writes (in digits or as a word) with the word after it, what it counts ("13 times",
-    "eight times" -> times; scale and currency words are skipped)."""
-    found = [(readings(m.group(1)), _words_after(text, m.end(1), 1)) for m in NUMERAL.finditer(text)]
-    found += [({float(NUMBER_WORDS[m.group(1).lower()])}, _words_after(text, m.end(1), 1))
+def counts_in(text: str) -> list[tuple[str, set[float], str]]:
+    """Each number `text` writes (in digits or as a word), as written, with its values and the word after it,
+    what it counts ("13 times", "eight times" -> times; scale and currency words are skipped)."""
+    found = [(m.group(1), readings(m.group(1)), _words_after(text, m.end(1), 1)) for m in NUMERAL.finditer(text)]
+    found += [(m.group(1), {float(NUMBER_WORDS[m.group(1).lower()])}, _words_after(text, m.end(1), 1))
               for m in NUMBER_WORD.finditer(text)]
-    return [(values, after[0]) for values, after in found if after and after[0] not in COMMON_WORDS]
+    return [(written, values, after[0]) for written, values, after in found if after and after[0] not in COMMON_WORDS]
 
 
 def _asked_stems(text: str) -> set[str]:
@@ -93,7 +93,7 @@ def another_count_answers(claim: str, sentence: str, question: str, article: str
     if not ASKS_AMOUNT.search(question):
         return ""
     added = new_numbers(claim, question)
-    counted = {unit[:5] for values, unit in counts_in(sentence) if any(values & a for a in added)}
+    counted = {unit[:5] for _, values, unit in counts_in(sentence) if any(values & a for a in added)}
     if not counted:
         return ""
     asked = _asked_stems(question)
@@ -102,9 +102,9 @@ def another_count_answers(claim: str, sentence: str, question: str, article: str
         other = article[start:end]
         if other.strip() == sentence.strip() or len((asked & _asked_stems(other)) - own) < OTHER_COUNT_MIN_WORDS:
             continue
-        for values, unit in counts_in(other):
+        for written, values, unit in counts_in(other):
             if unit[:5] in counted and not any(values & a for a in added):
-                return f"{min(values):g} {unit}"
+                return f"{written} {unit}"  # as the source writes it: "5,100" reads 5100 or 5.1
     return ""
 
 
