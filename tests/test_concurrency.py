@@ -77,7 +77,7 @@ def test_two_ingests_at_once_neither_duplicate_nor_lose(data_dir, tmp_path):
 
     lines = demo_corpus("small").read_text(encoding="utf-8").splitlines(keepends=True)
     subset = tmp_path / "subset.csv"
-    subset.write_text("".join(lines[:41]), encoding="utf-8")  # the header and 40 articles (one per line)
+    subset.write_text("".join(lines[:25]), encoding="utf-8")  # the header and 24 articles (one per line)
     cmd = [sys.executable, "-m", "rag.cli", "ingest", str(subset), str(SEED_DIR), "-c", "twice"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     time.sleep(0.1)

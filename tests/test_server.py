@@ -70,12 +70,12 @@ def test_server_stopped_mid_ingest_then_rerun_loses_nothing(server, tmp_path):
 
     lines = demo_corpus("small").read_text(encoding="utf-8").splitlines(keepends=True)
     subset = tmp_path / "subset.csv"
-    subset.write_text("".join(lines[:41]), encoding="utf-8")  # the header and 40 articles (one per line)
-    env = {**os.environ, "RAG_INGEST_BATCH_ARTICLES": "8"}
+    subset.write_text("".join(lines[:25]), encoding="utf-8")  # the header and 24 articles (one per line)
+    env = {**os.environ, "RAG_INGEST_BATCH_ARTICLES": "6"}
     cmd = [sys.executable, "-m", "rag.cli", "ingest", str(subset), "-c", "flaky"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_first_chunks("flaky", proc)
-    server.stop()  # the server dies in the middle of the ingest: its first batch is written, four are not
+    server.stop()  # the server dies in the middle of the ingest: its first batch is written, three are not
     _, err = proc.communicate(timeout=300)
     assert proc.returncode != 0
     assert "Chroma server at 127.0.0.1" in err and "Traceback" not in err
