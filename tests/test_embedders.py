@@ -214,12 +214,12 @@ def test_other_embedder_is_refused_until_rebuild_re_embeds_from_the_sources(tmp_
     ingest([SEED_DIR], collection="reembed", settings=short)
     store = Store(full)
     before = store.manifest("reembed")
-    assert store.embedder_of("reembed") == "multilingual-e5-small:128:int8"
+    assert store.embedder_of("reembed") == "multilingual-e5-small:128:fp32"
     with pytest.raises(EmbedderMismatchError, match="rag ingest --rebuild -c reembed"):
         retrieve("Wann trafen sich Lawrow und Choe Son-hui?", collection="reembed", settings=full)
     report = ingest([], collection="reembed", rebuild=True, settings=full)
     assert report.collection == "reembed" and sorted(report.added) == sorted(before)
-    assert store.embedder_of("reembed") == "multilingual-e5-small:384:int8"
+    assert store.embedder_of("reembed") == "multilingual-e5-small:384:fp32"
     assert set(store.manifest("reembed")) == set(before)
     hits = retrieve("When did Lavrov meet Choe Son-hui?", collection="reembed", settings=full)
     assert hits and hits[0].doc_id in before

@@ -343,7 +343,7 @@ def test_collection_records_its_embedder_and_refuses_another(data_dir, seed_copy
 
     ingest([seed_copy], collection="emb")
     store = Store()
-    assert store.embedder_of("emb") == load_embedder().signature == "multilingual-e5-small:384:int8"
+    assert store.embedder_of("emb") == load_embedder().signature == "multilingual-e5-small:384:fp32"
     store.bump_revision("emb", "other-model:768:fp32")  # as if another embedder had made it
     with pytest.raises(EmbedderMismatchError, match="rebuild"):
         retrieve("Putin", collection="emb")
