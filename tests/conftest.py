@@ -21,8 +21,9 @@ SEED_TITLE = "Russland und Nordkorea verstärken ihre Beziehungen"
 os.environ.setdefault("RAG_EMBED_MODEL", "multilingual-e5-small")
 # In fp32, so each test ingest embeds a chunk twice (e5 fp32 to retrieve, e5 int8 for the stored scorer
 # vectors). int8 retrieval, one pass, cut the suite by ~10 minutes on a 2-core Zen 3, but with int8 vectors
-# Chroma's HNSW search under a language filter returned different chunks for the same query within one
-# process, and tests/test_answer_e2e.py's exact-vs-HNSW comparison failed 5 runs of 8 (bench/RESULTS.md, stop 32).
+# Chroma's HNSW search under a language filter gave the same query different chunks in two processes on one
+# stored collection, and tests/test_answer_e2e.py's exact-vs-HNSW comparison failed 5 runs of 8
+# (bench/RESULTS.md, stop 32).
 
 
 def use_settings(data_dir: Path, **env: str) -> None:
